@@ -1,0 +1,221 @@
+import Foundation
+import Logging
+
+/// Reads and validates the configuration file. Every problem is a `CleanerError.configuration`
+/// (exit status 2) that names the file, the line and the key at fault.
+public enum ConfigurationLoader {
+    /// `--config`, else `$EXPORT_TASK_CLEANER_CONFIG`, else `/etc/export-task-cleaner/config.json`.
+    public static func resolvePath(_ option: String?, environment: [String: String]) -> String {
+        if let option, !option.isEmpty { return option }
+        if let fromEnvironment = environment[Configuration.pathEnvironmentVariable], !fromEnvironment.isEmpty {
+            return fromEnvironment
+        }
+        return Configuration.defaultPath
+    }
+
+    public static func load(path: String) throws -> Configuration {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? "it cannot be read (check its permissions)" : "no such file"
+            throw CleanerError.configuration("\(path): cannot read the configuration: \(reason)")
+        }
+        var configuration = try parse(Array(data), source: path)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        configuration.database = resolve(configuration.database, against: folder)
+        configuration.auth.credentialsFile = configuration.auth.credentialsFile.map { resolve($0, against: folder) }
+        return configuration
+    }
+
+    private static func resolve(_ path: String, against folder: URL) -> String {
+        path.hasPrefix("/") ? path : folder.appendingPathComponent(path).standardizedFileURL.path
+    }
+
+    /// Parses and validates configuration text; `source` names it in messages.
+    public static func parse(_ bytes: [UInt8], source: String) throws -> Configuration {
+        let root: JSONValue.Located
+        do {
+            root = try JSONValue.parse(bytes)
+        } catch {
+            throw CleanerError.configuration("\(source):\(error.line): not valid JSON: \(error.message)")
+        }
+        var reader = Reader(source: source)
+        return try reader.configuration(root)
+    }
+
+    /// Walks the parsed JSON, checking each key against what it may hold.
+    private struct Reader {
+        let source: String
+
+        func fail(_ key: String, _ line: Int, _ message: String) -> CleanerError {
+            .configuration("\(source):\(line): \(key): \(message)")
+        }
+
+        func object(_ value: JSONValue.Located, _ key: String, allowed: [String]) throws -> [String: JSONValue.Located] {
+            guard case .object(let members) = value.value else {
+                throw fail(key, value.line, "expected an object, got \(value.value.kind)")
+            }
+            var result: [String: JSONValue.Located] = [:]
+            for member in members {
+                let path = key.isEmpty ? member.key : "\(key).\(member.key)"
+                guard allowed.contains(member.key) else {
+                    throw fail(path, member.value.line, "unknown key (known keys: \(allowed.joined(separator: ", ")))")
+                }
+                result[member.key] = member.value
+            }
+            return result
+        }
+
+        func string(_ value: JSONValue.Located, _ key: String) throws -> String {
+            guard case .string(let text) = value.value else {
+                throw fail(key, value.line, "expected a string, got \(value.value.kind)")
+            }
+            guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw fail(key, value.line, "must not be empty")
+            }
+            guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw fail(key, value.line, "must not contain control characters")
+            }
+            return text
+        }
+
+        func optionalString(_ value: JSONValue.Located?, _ key: String) throws -> String? {
+            guard let value, value.value != .null else { return nil }
+            return try string(value, key)
+        }
+
+        func integer(_ value: JSONValue.Located, _ key: String, _ range: ClosedRange<Int>, unit: String = "") throws -> Int {
+            let expectation = "a whole number from \(range.lowerBound) to \(range.upperBound)\(unit)"
+            guard case .number(let number, let text) = value.value else {
+                throw fail(key, value.line, "expected \(expectation), got \(value.value.kind)")
+            }
+            guard number.rounded() == number, let whole = Int(exactly: number), range.contains(whole) else {
+                throw fail(key, value.line, "expected \(expectation), got \(text)")
+            }
+            return whole
+        }
+
+        func milliseconds(_ value: JSONValue.Located?, _ key: String, _ range: ClosedRange<Int>, default fallback: Duration) throws -> Duration {
+            guard let value else { return fallback }
+            return .milliseconds(try integer(value, key, range, unit: " (milliseconds)"))
+        }
+
+        mutating func configuration(_ root: JSONValue.Located) throws -> Configuration {
+            let keys = try object(root, "", allowed: [
+                "database", "endpoint", "region", "project_id", "instance_id", "auth", "concurrency",
+                "max_requests_per_second", "retry", "request_timeout_ms", "lease_seconds", "shutdown_grace_ms",
+                "poll_interval_ms", "log_level",
+            ])
+            func required(_ key: String) throws -> JSONValue.Located {
+                guard let value = keys[key] else { throw fail(key, root.line, "missing; it is required") }
+                return value
+            }
+            let region = try string(try required("region"), "region")
+            guard region.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+                throw fail("region", keys["region"]!.line, "expected a region name such as cn-north-4")
+            }
+            let projectID = try string(try required("project_id"), "project_id")
+            guard projectID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
+                throw fail("project_id", keys["project_id"]!.line, "expected letters, digits, '-' or '_'")
+            }
+            let endpoint = try keys["endpoint"].map { try endpointValue($0) } ?? "https://iotda.\(region).myhuaweicloud.com"
+            var configuration = Configuration(endpoint: endpoint, region: region, projectID: projectID)
+            if let database = try optionalString(keys["database"], "database") { configuration.database = database }
+            configuration.instanceID = try optionalString(keys["instance_id"], "instance_id")
+            if let auth = keys["auth"] { configuration.auth = try self.auth(auth) }
+            if let value = keys["concurrency"] { configuration.concurrency = try integer(value, "concurrency", 1...1024) }
+            if let value = keys["max_requests_per_second"] {
+                guard case .number(let rate, let text) = value.value else {
+                    throw fail("max_requests_per_second", value.line, "expected a number above 0 and at most 100000, got \(value.value.kind)")
+                }
+                guard rate > 0, rate <= 100_000 else {
+                    throw fail("max_requests_per_second", value.line, "expected a number above 0 and at most 100000, got \(text)")
+                }
+                configuration.maxRequestsPerSecond = rate
+            }
+            if let retry = keys["retry"] { configuration.retry = try self.retry(retry) }
+            configuration.requestTimeout = try milliseconds(keys["request_timeout_ms"], "request_timeout_ms", 100...600_000, default: configuration.requestTimeout)
+            if let value = keys["lease_seconds"] {
+                configuration.leaseDuration = .seconds(try integer(value, "lease_seconds", 5...86_400, unit: " (seconds)"))
+            }
+            if configuration.leaseDuration <= configuration.requestTimeout * 2 {
+                throw fail("lease_seconds", keys["lease_seconds"]?.line ?? root.line,
+                           "must be more than twice request_timeout_ms, so a lease outlives its request")
+            }
+            configuration.shutdownGrace = try milliseconds(keys["shutdown_grace_ms"], "shutdown_grace_ms", 0...600_000, default: configuration.shutdownGrace)
+            configuration.pollInterval = try milliseconds(keys["poll_interval_ms"], "poll_interval_ms", 10...3_600_000, default: configuration.pollInterval)
+            if let value = keys["log_level"] {
+                let text = try string(value, "log_level")
+                guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                    throw fail("log_level", value.line, "expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(text)\"")
+                }
+                configuration.logLevel = level
+            }
+            return configuration
+        }
+
+        func endpointValue(_ value: JSONValue.Located) throws -> String {
+            let text = try string(value, "endpoint")
+            guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(),
+                  let host = url.host, !host.isEmpty
+            else { throw fail("endpoint", value.line, "expected a URL such as https://iotda.cn-north-4.myhuaweicloud.com") }
+            guard url.path.isEmpty || url.path == "/", url.query == nil, url.fragment == nil, url.user == nil else {
+                throw fail("endpoint", value.line, "expected only scheme, host and port, without path, query or user")
+            }
+            switch scheme {
+            case "https": break
+            case "http":
+                guard Self.isLoopback(host) else {
+                    throw fail("endpoint", value.line, "http:// is allowed only for loopback addresses (127.0.0.0/8, ::1, localhost); use https://")
+                }
+            default:
+                throw fail("endpoint", value.line, "expected an https:// URL")
+            }
+            return text.hasSuffix("/") ? String(text.dropLast()) : text
+        }
+
+        static func isLoopback(_ host: String) -> Bool {
+            let host = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            if host == "localhost" || host == "::1" { return true }
+            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+            return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+        }
+
+        func auth(_ value: JSONValue.Located) throws -> Configuration.Auth {
+            let keys = try object(value, "auth", allowed: ["method", "signing", "credentials_file"])
+            var auth = Configuration.Auth()
+            if let method = keys["method"] {
+                let text = try string(method, "auth.method")
+                guard let parsed = AuthMethod(rawValue: text) else {
+                    throw fail("auth.method", method.line, "expected \"aksk\" or \"token\", got \"\(text)\"")
+                }
+                auth.method = parsed
+            }
+            if let signing = keys["signing"] {
+                let text = try string(signing, "auth.signing")
+                if text == "auto" {
+                    auth.signing = .auto
+                } else if let algorithm = SigningAlgorithm(rawValue: text) {
+                    auth.signing = .algorithm(algorithm)
+                } else {
+                    throw fail("auth.signing", signing.line, "expected \"auto\", \"SDK-HMAC-SHA256\" or \"V11-HMAC-SHA256\", got \"\(text)\"")
+                }
+            }
+            auth.credentialsFile = try optionalString(keys["credentials_file"], "auth.credentials_file")
+            return auth
+        }
+
+        func retry(_ value: JSONValue.Located) throws -> Configuration.Retry {
+            let keys = try object(value, "retry", allowed: ["max_attempts", "base_delay_ms", "max_delay_ms"])
+            var retry = Configuration.Retry()
+            if let attempts = keys["max_attempts"] { retry.maxAttempts = try integer(attempts, "retry.max_attempts", 1...100) }
+            retry.baseDelay = try milliseconds(keys["base_delay_ms"], "retry.base_delay_ms", 1...3_600_000, default: retry.baseDelay)
+            retry.maxDelay = try milliseconds(keys["max_delay_ms"], "retry.max_delay_ms", 1...86_400_000, default: retry.maxDelay)
+            if retry.maxDelay < retry.baseDelay {
+                throw fail("retry.max_delay_ms", keys["max_delay_ms"]?.line ?? value.line, "must not be less than retry.base_delay_ms")
+            }
+            return retry
+        }
+    }
+}

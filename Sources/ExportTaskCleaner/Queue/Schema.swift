@@ -1,0 +1,91 @@
+/// The database schema, versioned by `PRAGMA user_version` and migrated forward on open.
+///
+/// Each migration runs in its own `BEGIN IMMEDIATE` transaction together with the version bump,
+/// so two processes opening a new file at once cannot both migrate it. A file whose version is
+/// newer than `Schema.currentVersion` was written by a newer release and is refused untouched.
+enum Schema {
+    static let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+    /// Migration `n` (0-based) takes the file from version `n` to version `n + 1`.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE export_tasks (
+            id INTEGER PRIMARY KEY,
+            export_task_id TEXT NOT NULL,
+            project_id TEXT,
+            instance_id TEXT,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN
+                ('pending', 'in_progress', 'deleted', 'not_found', 'forbidden', 'rejected', 'invalid', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+            enqueued_at TEXT NOT NULL DEFAULT (\(now)),
+            next_attempt_at TEXT NOT NULL DEFAULT (\(now)),
+            finished_at TEXT,
+            last_http_status INTEGER,
+            last_error_code TEXT,
+            last_error_message TEXT,
+            last_request_id TEXT,
+            lease_token TEXT,
+            lease_expires_at TEXT
+        );
+        -- One task per (project, export task ID); NULL stands for the configured project.
+        CREATE UNIQUE INDEX export_tasks_unique ON export_tasks (ifnull(project_id, ''), export_task_id);
+        -- The claim: pending tasks in due order. Also serves counts per state and lease scans.
+        CREATE INDEX export_tasks_due ON export_tasks (state, next_attempt_at);
+
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            task_id INTEGER,
+            export_task_id TEXT NOT NULL,
+            project_id TEXT,
+            attempt INTEGER,
+            at TEXT NOT NULL DEFAULT (\(now)),
+            duration_ms INTEGER,
+            http_status INTEGER,
+            error_code TEXT,
+            error_message TEXT,
+            request_id TEXT,
+            outcome TEXT NOT NULL CHECK (outcome IN
+                ('deleted', 'not_found', 'forbidden', 'rejected', 'retry', 'failed', 'auth_refused',
+                 'invalid', 'requeued', 'lease_expired', 'released')),
+            delivery TEXT CHECK (delivery IN ('answered', 'unknown', 'not_sent')),
+            runner TEXT NOT NULL
+        );
+        CREATE INDEX audit_log_task ON audit_log (export_task_id);
+        CREATE INDEX audit_log_at ON audit_log (at);
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused'); END;
+
+        -- Which service process holds the queue, for `status`.
+        CREATE TABLE service_heartbeat (
+            runner TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            status TEXT
+        );
+        """,
+    ]
+
+    static var currentVersion: Int { migrations.count }
+
+    /// Brings the file to `currentVersion`, or refuses a newer one.
+    static func migrate(_ connection: SQLiteConnection) throws {
+        let found = try connection.scalarInt("PRAGMA user_version") ?? 0
+        if found > currentVersion {
+            throw CleanerError.runtime(
+                "\(connection.path) has schema version \(found), but this export-task-cleaner only knows versions up to \(currentVersion); upgrade export-task-cleaner, or use a copy of the database made before the upgrade that wrote it")
+        }
+        guard found < currentVersion else { return }
+        try connection.writeTransaction {
+            // Read again under the write lock: another process may have migrated meanwhile.
+            let version = try connection.scalarInt("PRAGMA user_version") ?? 0
+            guard version < currentVersion else { return }
+            for step in version..<currentVersion {
+                try connection.execute(migrations[step])
+            }
+            // user_version cannot be bound; the value is a compile-time constant.
+            try connection.execute("PRAGMA user_version = \(currentVersion)")
+        }
+    }
+}

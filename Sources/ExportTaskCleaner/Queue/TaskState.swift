@@ -1,0 +1,33 @@
+/// Where a task is in its life. Stored as text in `export_tasks.state`.
+public enum TaskState: String, Sendable, CaseIterable, Codable {
+    case pending
+    case inProgress = "in_progress"
+    case deleted
+    case notFound = "not_found"
+    case forbidden
+    case rejected
+    case invalid
+    case failed
+
+    /// States a task ends in; `requeue` takes these.
+    public static let finished: [TaskState] = [.deleted, .notFound, .forbidden, .rejected, .invalid, .failed]
+
+    public var isFinished: Bool { Self.finished.contains(self) }
+}
+
+/// What one audit row records. Stored as text in `audit_log.outcome`.
+public enum AuditOutcome: String, Sendable, CaseIterable, Codable {
+    // With a request.
+    case deleted
+    case notFound = "not_found"
+    case forbidden
+    case rejected
+    case retry
+    case failed
+    case authRefused = "auth_refused"
+    // Without a request.
+    case invalid
+    case requeued
+    case leaseExpired = "lease_expired"
+    case released
+}

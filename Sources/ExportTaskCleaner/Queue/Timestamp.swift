@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// The database's time format: ISO 8601 UTC with milliseconds, `2026-11-29T15:48:43.123Z`.
+///
+/// This is what SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` writes, so the defaults of rows
+/// that other tools insert compare correctly, as text, with the times the service writes.
+public enum Timestamp {
+    public static func format(_ date: Date) -> String {
+        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        var seconds = time_t(milliseconds.floorDivided(by: 1000))
+        let millis = Int(milliseconds - Int64(seconds) * 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var bytes = [UInt8](repeating: 0, count: 24)
+        func put(_ value: Int, at offset: Int, digits: Int) {
+            var value = value
+            for index in stride(from: offset + digits - 1, through: offset, by: -1) {
+                bytes[index] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            }
+        }
+        put(Int(parts.tm_year) + 1900, at: 0, digits: 4)
+        bytes[4] = UInt8(ascii: "-")
+        put(Int(parts.tm_mon) + 1, at: 5, digits: 2)
+        bytes[7] = UInt8(ascii: "-")
+        put(Int(parts.tm_mday), at: 8, digits: 2)
+        bytes[10] = UInt8(ascii: "T")
+        put(Int(parts.tm_hour), at: 11, digits: 2)
+        bytes[13] = UInt8(ascii: ":")
+        put(Int(parts.tm_min), at: 14, digits: 2)
+        bytes[16] = UInt8(ascii: ":")
+        put(Int(parts.tm_sec), at: 17, digits: 2)
+        bytes[19] = UInt8(ascii: ".")
+        put(millis, at: 20, digits: 3)
+        return String(decoding: bytes[0..<23], as: UTF8.self) + "Z"
+    }
+
+    /// Parses the database format, and the looser forms a person types:
+    /// `2026-11-29`, `2026-11-29T15:48`, `2026-11-29 15:48:43`, with optional fraction and `Z`.
+    public static func parse(_ text: String) -> Date? {
+        let digits = Array(text.trimmingCharacters(in: .whitespaces).utf8)
+        func number(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= digits.count else { return nil }
+            var value = 0
+            for byte in digits[range] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard digits.count >= 10, digits[4] == UInt8(ascii: "-"), digits[7] == UInt8(ascii: "-"),
+              let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+              (1...12).contains(month), (1...31).contains(day)
+        else { return nil }
+        var hour = 0, minute = 0, second = 0, fraction = 0.0
+        var index = 10
+        if index < digits.count {
+            guard digits[index] == UInt8(ascii: "T") || digits[index] == UInt8(ascii: " "),
+                  let h = number(11..<13), digits.count > 13, digits[13] == UInt8(ascii: ":"),
+                  let m = number(14..<16), h < 24, m < 60
+            else { return nil }
+            hour = h; minute = m; index = 16
+            if index < digits.count, digits[index] == UInt8(ascii: ":") {
+                guard let s = number(17..<19), s < 61 else { return nil }
+                second = s; index = 19
+                if index < digits.count, digits[index] == UInt8(ascii: ".") {
+                    var scale = 0.1
+                    index += 1
+                    while index < digits.count, let d = number(index..<(index + 1)) {
+                        fraction += Double(d) * scale; scale /= 10; index += 1
+                    }
+                }
+            }
+            if index < digits.count, digits[index] == UInt8(ascii: "Z") { index += 1 }
+            guard index == digits.count else { return nil }
+        }
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        let seconds = timegm(&parts)
+        return Date(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+}
+
+private extension Int64 {
+    func floorDivided(by divisor: Int64) -> Int64 {
+        let quotient = self / divisor
+        return (self % divisor < 0) ? quotient - 1 : quotient
+    }
+}
