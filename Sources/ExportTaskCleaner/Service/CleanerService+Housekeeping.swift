@@ -1,0 +1,95 @@
+import Foundation
+import Logging
+
+extension CleanerService {
+    /// Runs beside the work loop until cancelled: renews leases of requests in flight, expires
+    /// dead leases, refreshes the heartbeat and `STATUS=`, and logs progress.
+    func housekeeping(startedAt: Date) async {
+        var lastRenewal = clock.instant()
+        var lastSweep = clock.instant()
+        var lastStatus: ContinuousClock.Instant?
+        var lastProgress = clock.instant()
+        var progressAtLastLog = CleanerStatistics()
+        var counts: [TaskState: Int] = [:]
+        while !Task.isCancelled {
+            let now = clock.instant()
+            if now - lastRenewal >= options.leaseRenewalInterval {
+                lastRenewal = now
+                renewLeases()
+            }
+            if now - lastSweep >= options.leaseSweepInterval {
+                lastSweep = now
+                expireDeadLeases()
+            }
+            if lastStatus.map({ now - $0 >= options.statusInterval }) ?? true {
+                lastStatus = now
+                counts = refreshCounts(counts)
+                let text = statusText(counts: counts)
+                _ = notifier?.status(text)
+                do { try store.heartbeat(startedAt: startedAt, status: text, now: clock.now()) } catch {
+                    logger.warning("cannot write the heartbeat", metadata: ["error": "\(error)"])
+                }
+            }
+            if now - lastProgress >= options.progressInterval {
+                let statistics = self.statistics
+                if statistics != progressAtLastLog {
+                    let seconds = (now - lastProgress).timeInterval
+                    let finished = statistics.finished - progressAtLastLog.finished
+                    logger.info("progress", metadata: [
+                        "in_flight": "\(statistics.inFlight)", "pending": "\(counts[.pending] ?? 0)",
+                        "finished": "\(statistics.finished)", "deleted": "\(statistics[.deleted])",
+                        "retries": "\(statistics[.retry])", "per_second": "\(Int((Double(finished) / seconds).rounded()))",
+                    ])
+                    progressAtLastLog = statistics
+                }
+                lastProgress = now
+            }
+            do { try await clock.sleep(for: .seconds(1)) } catch { return }
+        }
+    }
+
+    private func renewLeases() {
+        let tokens = shared.withLock { Array($0.leaseTokens.keys) }
+        guard !tokens.isEmpty else { return }
+        do {
+            try store.renewLeases(tokens: tokens, until: clock.now().addingTimeInterval(options.leaseDuration.timeInterval))
+        } catch {
+            logger.error("cannot renew leases", metadata: ["error": "\(error)", "leases": "\(tokens.count)"])
+        }
+    }
+
+    /// Counts tasks per state, only when something changed since the last count: counting a
+    /// large queue is not free, and an idle service should cost nothing.
+    private func refreshCounts(_ previous: [TaskState: Int]) -> [TaskState: Int] {
+        let dirty = shared.withLock { shared in
+            defer { shared.countsDirty = false }
+            return shared.countsDirty
+        }
+        guard dirty || previous.isEmpty else { return previous }
+        do { return try store.counts() } catch {
+            logger.warning("cannot count tasks", metadata: ["error": "\(error)"])
+            return previous
+        }
+    }
+
+    /// The line systemd shows in `systemctl status`, also kept in the heartbeat row.
+    func statusText(counts: [TaskState: Int]) -> String {
+        let statistics = self.statistics
+        let snapshot = traffic.snapshot
+        var parts = [
+            "in flight \(statistics.inFlight)",
+            "pending \(counts[.pending] ?? 0)",
+            "done \(statistics.finished) (deleted \(statistics[.deleted]), not found \(statistics[.notFound]), forbidden \(statistics[.forbidden]), rejected \(statistics[.rejected]), failed \(statistics[.failed]))",
+            "retries \(statistics[.retry])",
+        ]
+        if case .open(let until) = snapshot.circuit {
+            let seconds = max(0, (until - clock.instant()).components.seconds)
+            parts.append("PAUSED: credentials refused, next try in \(seconds) s")
+        }
+        if snapshot.rate < options.maxRequestsPerSecond || snapshot.concurrency < options.concurrency {
+            parts.append("slowed by 429: \(Int(snapshot.rate.rounded()))/s, \(snapshot.concurrency) at once")
+        }
+        if isStopping { parts.append("stopping") }
+        return parts.joined(separator: "; ")
+    }
+}

@@ -1,0 +1,151 @@
+import Foundation
+import Logging
+
+/// What a delete task tells the work loop when it is done.
+struct TaskReport: Sendable {
+    var leaseToken: String
+    /// When the task is due again, if it was scheduled for a retry.
+    var retryAt: Date?
+}
+
+extension CleanerService {
+    /// Works one leased task to its outcome and commits it. Never throws: every failure is an
+    /// outcome of this task alone.
+    func process(_ task: ClaimedTask) async -> TaskReport {
+        var logger = self.logger
+        logger[metadataKey: "export_task_id"] = "\(task.exportTaskID)"
+        logger[metadataKey: "task_id"] = "\(task.id)"
+
+        guard ExportTaskID.isValid(task.exportTaskID) else {
+            // Inserted by another tool without validation: never sent.
+            let transition = TaskTransition(task: task, change: .finish(.invalid),
+                                            audit: AuditRecord(outcome: .invalid, at: clock.now()))
+            await commit(transition, logger: logger)
+            return TaskReport(leaseToken: task.leaseToken)
+        }
+
+        if let reason = await waitForStart() {
+            await commit(releasing(task, reason: reason), logger: logger)
+            return TaskReport(leaseToken: task.leaseToken)
+        }
+
+        let request = DeleteRequest(exportTaskID: task.exportTaskID, projectID: task.projectID ?? options.projectID,
+                                    instanceID: task.instanceID ?? options.instanceID)
+        shared.withLock { $0.statistics.requests += 1 }
+        let result = await transport.delete(request)
+        report(traffic.observe(result, now: clock.instant()), result: result, logger: logger)
+
+        let transition = self.transition(for: task, result: result, cancelled: Task.isCancelled)
+        await commit(transition, logger: logger)
+        if case .retry(let at) = transition.change {
+            return TaskReport(leaseToken: task.leaseToken, retryAt: at)
+        }
+        return TaskReport(leaseToken: task.leaseToken)
+    }
+
+    /// Waits for this request's start slot. Returns why it must not be sent, or nil to send.
+    private func waitForStart() async -> String? {
+        guard !isStopping else { return "shutting down" }
+        guard case .start(let slot) = traffic.permit(now: clock.instant()) else { return "credentials refused" }
+        // Sleep in short steps so a shutdown does not wait for a far-off slot.
+        while clock.instant() < slot {
+            let step = min(slot - clock.instant(), .milliseconds(250))
+            do { try await clock.sleep(for: step) } catch { return "cancelled" }
+            if isStopping { return "shutting down" }
+        }
+        if traffic.snapshot.circuit.isOpenState { return "credentials refused" }
+        return nil
+    }
+
+    private func releasing(_ task: ClaimedTask, reason: String) -> TaskTransition {
+        TaskTransition(task: task, change: .release,
+                       audit: AuditRecord(outcome: .released, at: clock.now(), errorMessage: "not sent: \(reason)"))
+    }
+
+    /// Maps a delete's result to what happens to the task (CONTRACT.md, Behaviour).
+    func transition(for task: ClaimedTask, result: DeleteResult, cancelled: Bool) -> TaskTransition {
+        let now = clock.now()
+        let attempt = task.attempts + 1
+        var audit = AuditRecord(
+            outcome: .deleted, at: now, attempt: attempt, durationMilliseconds: Int(result.duration.milliseconds),
+            httpStatus: result.httpStatus, errorCode: result.errorCode, errorMessage: result.errorMessage,
+            requestID: result.requestID, delivery: result.delivery)
+        func finish(_ state: TaskState, _ outcome: AuditOutcome) -> TaskTransition {
+            audit.outcome = outcome
+            return TaskTransition(task: task, change: .finish(state), attempts: attempt, audit: audit)
+        }
+        switch result.classification {
+        case .deleted: return finish(.deleted, .deleted)
+        case .notFound: return finish(.notFound, .notFound)
+        case .forbidden: return finish(.forbidden, .forbidden)
+        case .rejected: return finish(.rejected, .rejected)
+        case .authRefused:
+            // Not the task's fault: it stays pending, no attempt used.
+            audit.outcome = .authRefused
+            return TaskTransition(task: task, change: .release, attempts: task.attempts, audit: audit)
+        case .retryable where cancelled:
+            // Cut off by shutdown: back to pending, due now. An attempt counts only if the
+            // request may have reached the server.
+            audit.outcome = .released
+            return TaskTransition(task: task, change: .release,
+                                  attempts: result.delivery == .notSent ? task.attempts : attempt, audit: audit)
+        case .retryable:
+            guard retry.shouldRetry(attempts: attempt) else { return finish(.failed, .failed) }
+            let delay = retry.backoff(attempts: attempt, retryAfter: result.retryAfter, unit: random.nextUnit())
+            audit.outcome = .retry
+            return TaskTransition(task: task, change: .retry(at: now.addingTimeInterval(delay.timeInterval)),
+                                  attempts: attempt, audit: audit)
+        }
+    }
+
+    func commit(_ transition: TaskTransition, logger: Logger) async {
+        let held = await recorder.record(transition)
+        let outcome = transition.audit.outcome
+        shared.withLock { shared in
+            shared.countsDirty = true
+            if held { shared.statistics.outcomes[outcome, default: 0] += 1 } else { shared.statistics.staleOutcomes += 1 }
+        }
+        guard held else {
+            logger.warning("lease no longer held; outcome discarded", metadata: ["outcome": "\(outcome.rawValue)"])
+            return
+        }
+        let audit = transition.audit
+        var metadata: Logger.Metadata = ["outcome": "\(outcome.rawValue)"]
+        if let attempt = audit.attempt { metadata["attempt"] = "\(attempt)" }
+        if let status = audit.httpStatus { metadata["http_status"] = "\(status)" }
+        if let code = audit.errorCode { metadata["error_code"] = "\(code)" }
+        if let requestID = audit.requestID { metadata["request_id"] = "\(requestID)" }
+        switch transition.change {
+        case .retry(let at):
+            metadata["retry_at"] = "\(Timestamp.format(at))"
+            if let message = audit.errorMessage { metadata["error"] = "\(message)" }
+            logger.info("request failed; retry scheduled", metadata: metadata)
+        case .finish(.failed):
+            if let message = audit.errorMessage { metadata["error"] = "\(message)" }
+            logger.warning("retries used up; task failed", metadata: metadata)
+        default:
+            logger.debug("task finished", metadata: metadata)
+        }
+    }
+
+    private func report(_ change: TrafficControl.Change, result: DeleteResult, logger: Logger) {
+        switch change {
+        case .none:
+            break
+        case .circuitOpened(let pause, let refusals):
+            let message = "credentials refused; requests paused"
+            logger.error("\(message)", metadata: [
+                "credentials": "\(options.credentialsDescription)",
+                "error_code": "\(result.errorCode ?? "none")",
+                "request_id": "\(result.requestID ?? "none")",
+                "pause_s": "\(pause.components.seconds)",
+                "refusals": "\(refusals)",
+            ])
+            _ = notifier?.status("paused: credentials refused (\(result.errorCode ?? "401")); next try in \(pause.components.seconds) s")
+        case .throttled(let rate, let concurrency):
+            logger.warning("server asked to slow down (429); rate and concurrency halved", metadata: [
+                "rate": "\(rate)", "concurrency": "\(concurrency)",
+            ])
+        }
+    }
+}

@@ -1,0 +1,29 @@
+/// Spaces request starts evenly, `1 / rate` apart, so that no one-second window holds more
+/// than `rate` starts. Spacing rather than a bucket: a burst never goes out all at once.
+public struct RequestPacer: Sendable {
+    public private(set) var rate: Double
+    private var interval: Duration
+    private var nextSlot: ContinuousClock.Instant?
+
+    public init(rate: Double) {
+        self.rate = rate
+        self.interval = Self.interval(for: rate)
+    }
+
+    public mutating func setRate(_ rate: Double) {
+        self.rate = rate
+        interval = Self.interval(for: rate)
+    }
+
+    /// Reserves the earliest start at or after `now` that keeps the spacing.
+    public mutating func reserve(now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        let slot = max(now, nextSlot ?? now)
+        nextSlot = slot.advanced(by: interval)
+        return slot
+    }
+
+    private static func interval(for rate: Double) -> Duration {
+        // Rounded up to the nanosecond, so rounding never lets one start too many through.
+        .nanoseconds(Int64((1e9 / rate).rounded(.up)))
+    }
+}

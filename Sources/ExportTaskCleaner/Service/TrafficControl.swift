@@ -1,0 +1,82 @@
+import Synchronization
+
+/// What every request asks before it goes out, shared by all of the service's tasks:
+/// the pacer (`max_requests_per_second`), the adaptive limits (429s) and the credential circuit (401s).
+final class TrafficControl: Sendable {
+    private struct State {
+        var pacer: RequestPacer
+        var limits: AdaptiveLimits
+        var circuit = CredentialCircuit()
+    }
+
+    enum Permit: Equatable {
+        /// Start at this instant (now or later).
+        case start(at: ContinuousClock.Instant)
+        /// Credentials are being refused: do not send.
+        case paused
+    }
+
+    /// What an answer changed, for the log.
+    enum Change: Equatable {
+        case none
+        case circuitOpened(pause: Duration, refusals: Int)
+        case throttled(rate: Double, concurrency: Int)
+    }
+
+    struct Snapshot: Sendable {
+        var rate: Double
+        var concurrency: Int
+        var circuit: CredentialCircuit.State
+        var consecutiveRefusals: Int
+    }
+
+    private let state: Mutex<State>
+
+    init(rate: Double, concurrency: Int) {
+        state = Mutex(State(pacer: RequestPacer(rate: rate), limits: AdaptiveLimits(maxRate: rate, maxConcurrency: concurrency)))
+    }
+
+    /// How many more tasks may be claimed now, with `inFlight` already running.
+    func freeSlots(inFlight: Int, now: ContinuousClock.Instant) -> Int {
+        state.withLock { state in
+            if state.limits.recover(now: now) { state.pacer.setRate(state.limits.rate) }
+            let allowance = state.circuit.allowance(now: now) ?? Int.max
+            return max(0, min(state.limits.concurrency, allowance) - inFlight)
+        }
+    }
+
+    /// Reserves a start time for one request, unless credentials are being refused.
+    func permit(now: ContinuousClock.Instant) -> Permit {
+        state.withLock { state in
+            state.circuit.isOpen ? .paused : .start(at: state.pacer.reserve(now: now))
+        }
+    }
+
+    /// Feeds an answer back: 401 opens the circuit, 429 slows everything down, other answers
+    /// show the credentials work.
+    func observe(_ result: DeleteResult, now: ContinuousClock.Instant) -> Change {
+        state.withLock { state in
+            switch result.httpStatus {
+            case 401?:
+                guard let pause = state.circuit.refused(now: now) else { return .none }
+                return .circuitOpened(pause: pause, refusals: state.circuit.consecutiveRefusals)
+            case 429?:
+                guard state.limits.throttled(now: now) else { return .none }
+                state.pacer.setRate(state.limits.rate)
+                return .throttled(rate: state.limits.rate, concurrency: state.limits.concurrency)
+            case let status? where status < 500:
+                state.circuit.accepted()
+                return .none
+            default:
+                return .none
+            }
+        }
+    }
+
+    var snapshot: Snapshot {
+        state.withLock { state in
+            Snapshot(rate: state.limits.rate, concurrency: state.limits.concurrency,
+                     circuit: state.circuit.state, consecutiveRefusals: state.circuit.consecutiveRefusals)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import ExportTaskCleaner
+import Foundation
+
+struct EnqueueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue",
+        abstract: "Queues export task IDs for deletion, from the arguments or from standard input.",
+        discussion: """
+            Without IDs, reads standard input: one ID a line; blank lines and lines starting with # are \
+            skipped; surrounding whitespace is trimmed. All IDs are queued in one transaction. Invalid IDs \
+            are recorded as 'invalid', listed on standard error with their line numbers, and make the exit \
+            status 1.
+            """)
+
+    @OptionGroup var config: ConfigOption
+
+    @Option(name: .customLong("project-id"), help: "The project of these tasks (default: the configured project_id).")
+    var projectID: String?
+
+    @Option(name: .customLong("instance-id"), help: "The Instance-Id to send for these tasks (default: the configured instance_id).")
+    var instanceID: String?
+
+    @Argument(help: "Export task IDs. Without any, IDs are read from standard input.")
+    var ids: [String] = []
+
+    func run() throws {
+        for (name, value) in [("--project-id", projectID), ("--instance-id", instanceID)] {
+            if let value, value.isEmpty || !value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+                throw CleanerError.configuration("\(name): expected letters, digits, '-' or '_'")
+            }
+        }
+        let (configuration, store) = try config.openStore()
+        // The configured project is stored as NULL, so a change of project_id carries it along.
+        let project = projectID == configuration.projectID ? nil : projectID
+        let instance = instanceID == configuration.instanceID ? nil : instanceID
+
+        var items: [EnqueueItem] = []
+        var fromArguments = false
+        if ids.isEmpty {
+            let input = FileHandle.standardInput.readDataToEndOfFile()
+            items = IDList.parse(Array(input)).map {
+                EnqueueItem(exportTaskID: $0.id, projectID: project, instanceID: instance, line: $0.line)
+            }
+        } else {
+            fromArguments = true
+            items = ids.enumerated().map {
+                EnqueueItem(exportTaskID: $0.element.trimmingCharacters(in: .whitespaces), projectID: project,
+                            instanceID: instance, line: $0.offset + 1)
+            }
+        }
+        let summary = try store.enqueue(items, now: Date())
+        for invalid in summary.invalid {
+            let place = fromArguments ? "argument \(invalid.line ?? 0)" : "line \(invalid.line ?? 0)"
+            Console.error("\(place): invalid export task ID \(IDList.quoted(invalid.exportTaskID)): \(invalid.problem)")
+        }
+        print("queued \(summary.queued), already queued \(summary.alreadyQueued), invalid \(summary.invalid.count)")
+        if !summary.invalid.isEmpty { throw ExitCode(1) }
+    }
+}

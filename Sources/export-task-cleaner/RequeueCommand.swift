@@ -1,0 +1,46 @@
+import ArgumentParser
+import ExportTaskCleaner
+import Foundation
+
+struct RequeueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "requeue",
+        abstract: "Puts finished tasks back to pending, with their attempt count at 0.",
+        discussion: "Each requeued task gets a 'requeued' row in the audit log. IDs are of the configured project.")
+
+    @OptionGroup var config: ConfigOption
+
+    @Option(name: .long, help: ArgumentHelp("Requeue every task in this finished state.",
+                                            valueName: TaskState.finished.map(\.rawValue).joined(separator: "|")))
+    var state: String?
+
+    @Argument(help: "Export task IDs to requeue.")
+    var ids: [String] = []
+
+    func validate() throws {
+        if state != nil, !ids.isEmpty { throw ValidationError("give either --state or IDs, not both") }
+        if state == nil, ids.isEmpty { throw ValidationError("give --state S or at least one ID") }
+    }
+
+    func run() throws {
+        let selection: RequeueSelection
+        if let state {
+            guard let parsed = TaskState(rawValue: state) else {
+                throw CleanerError.configuration("--state: unknown state \"\(state)\"; expected one of \(TaskState.finished.map(\.rawValue).joined(separator: ", "))")
+            }
+            selection = .state(parsed)
+        } else {
+            selection = .exportTaskIDs(ids)
+        }
+        let (_, store) = try config.openStore()
+        let summary = try store.requeue(selection, now: Date())
+        for id in summary.notFinished {
+            Console.error("\(IDList.quoted(id)): not requeued: it is pending or in progress")
+        }
+        for id in summary.unknown {
+            Console.error("\(IDList.quoted(id)): not in the queue")
+        }
+        print("requeued \(summary.requeued)")
+        if !summary.unknown.isEmpty { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,71 @@
+import ExportTaskCleaner
+import Foundation
+import Logging
+import Synchronization
+
+/// Shared by the tests: temporary folders, databases, and logs captured in memory.
+enum TestSupport {
+    /// A fresh folder under the system's temporary directory.
+    static func makeFolder(_ name: String = "etc") throws -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("\(name)-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// A fresh queue database in its own temporary folder.
+    static func makeStore(runner: String = "test:1") throws -> (store: SQLiteQueueStore, path: String) {
+        let path = try makeFolder("queue").appendingPathComponent("queue.sqlite3").path
+        return (try SQLiteQueueStore(path: path, runner: runner), path)
+    }
+
+    static func items(_ ids: [String]) -> [EnqueueItem] {
+        ids.map { EnqueueItem(exportTaskID: $0) }
+    }
+}
+
+/// A `LogHandler` that keeps every line in memory, for assertions on what was logged.
+final class CapturedLogs: Sendable {
+    struct Line: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: [String: String]
+
+        var text: String {
+            ([message] + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }).joined(separator: " ")
+        }
+    }
+
+    private let storage = Mutex<[Line]>([])
+
+    var lines: [Line] { storage.withLock { $0 } }
+
+    var allText: String { lines.map(\.text).joined(separator: "\n") }
+
+    func logger(level: Logger.Level = .trace) -> Logger {
+        var logger = Logger(label: "test") { _ in Handler(logs: self) }
+        logger.logLevel = level
+        return logger
+    }
+
+    fileprivate func append(_ line: Line) {
+        storage.withLock { $0.append(line) }
+    }
+
+    private struct Handler: LogHandler {
+        let logs: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            logs.append(Line(level: event.level, message: "\(event.message)",
+                             metadata: merged.mapValues { "\($0)" }))
+        }
+    }
+}
