@@ -36,9 +36,14 @@ final class CapturedLogs: Sendable {
         }
     }
 
-    private let storage = Mutex<[Line]>([])
+    private let storage = EventLog<Line>()
 
-    var lines: [Line] { storage.withLock { $0 } }
+    var lines: [Line] { storage.events }
+
+    /// Waits (bounded) until a line with this message has been logged.
+    func wait(for message: String, count: Int = 1) async -> Bool {
+        await storage.wait { lines in lines.filter { $0.message == message }.count >= count }
+    }
 
     var allText: String { lines.map(\.text).joined(separator: "\n") }
 
@@ -49,7 +54,7 @@ final class CapturedLogs: Sendable {
     }
 
     fileprivate func append(_ line: Line) {
-        storage.withLock { $0.append(line) }
+        storage.append(line)
     }
 
     private struct Handler: LogHandler {

@@ -47,14 +47,18 @@ extension CleanerService {
     private func waitForStart() async -> String? {
         guard !isStopping else { return "shutting down" }
         guard case .start(let slot) = traffic.permit(now: clock.instant()) else { return "credentials refused" }
-        // Sleep in short steps so a shutdown does not wait for a far-off slot.
-        while clock.instant() < slot {
-            let step = min(slot - clock.instant(), .milliseconds(250))
-            do { try await clock.sleep(for: step) } catch { return "cancelled" }
-            if isStopping { return "shutting down" }
+        var wakeAt = slot
+        while true {
+            // Sleep in short steps so a shutdown does not wait for a far-off slot.
+            while clock.instant() < wakeAt {
+                let step = min(wakeAt - clock.instant(), .milliseconds(250))
+                do { try await clock.sleep(for: step) } catch { return "cancelled" }
+                if isStopping { return "shutting down" }
+            }
+            if traffic.snapshot.circuit.isOpenState { return "credentials refused" }
+            guard let later = traffic.start(now: clock.instant()) else { return nil }
+            wakeAt = later
         }
-        if traffic.snapshot.circuit.isOpenState { return "credentials refused" }
-        return nil
     }
 
     private func releasing(_ task: ClaimedTask, reason: String) -> TaskTransition {

@@ -1,5 +1,6 @@
-/// Spaces request starts evenly, `1 / rate` apart, so that no one-second window holds more
-/// than `rate` starts. Spacing rather than a bucket: a burst never goes out all at once.
+/// Spaces request starts evenly, `1.01 / rate` seconds apart, so that no one-second window
+/// holds more than `rate` starts, even as the server sees them after varying network delays.
+/// Spacing rather than a bucket: a burst never goes out all at once.
 public struct RequestPacer: Sendable {
     public private(set) var rate: Double
     private var interval: Duration
@@ -24,6 +25,6 @@ public struct RequestPacer: Sendable {
 
     private static func interval(for rate: Double) -> Duration {
         // Rounded up to the nanosecond, so rounding never lets one start too many through.
-        .nanoseconds(Int64((1e9 / rate).rounded(.up)))
+        .nanoseconds(Int64((StartWindow.window.timeInterval * 1e9 / rate).rounded(.up)))
     }
 }

@@ -7,6 +7,7 @@ final class TrafficControl: Sendable {
         var pacer: RequestPacer
         var limits: AdaptiveLimits
         var circuit = CredentialCircuit()
+        var starts: StartWindow
     }
 
     enum Permit: Equatable {
@@ -33,7 +34,16 @@ final class TrafficControl: Sendable {
     private let state: Mutex<State>
 
     init(rate: Double, concurrency: Int) {
-        state = Mutex(State(pacer: RequestPacer(rate: rate), limits: AdaptiveLimits(maxRate: rate, maxConcurrency: concurrency)))
+        state = Mutex(State(pacer: RequestPacer(rate: rate), limits: AdaptiveLimits(maxRate: rate, maxConcurrency: concurrency),
+                            starts: StartWindow(capacity: Int(rate.rounded(.up)))))
+    }
+
+    /// Records a start at `now`, or returns a later instant to try again at: the pacer's slots
+    /// are exact, but a task that wakes late must not start inside a window that is full.
+    func start(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        state.withLock { state in
+            state.starts.admit(now: now, limit: max(1, Int(state.limits.rate)))
+        }
     }
 
     /// How many more tasks may be claimed now, with `inFlight` already running.

@@ -1,0 +1,66 @@
+extension IoTDASimulator {
+    /// A snapshot of what the simulator has seen and answered.
+    ///
+    /// Taking one is cheap (the collections are shared copy-on-write); holding one while the
+    /// simulator keeps serving costs one copy of them.
+    public struct Counters: Sendable {
+        /// Every complete request received, whatever the answer.
+        public var requests: Int = 0
+        /// Requests received but not yet answered (or dropped).
+        public var inFlight: Int = 0
+        /// The most requests in flight at once.
+        public var maxInFlight: Int = 0
+        /// 204s written.
+        public var successfulDeletes: Int = 0
+        /// Requests refused for a bad or missing signature (401).
+        public var signatureFailures: Int = 0
+        /// Every 401: signatures, a wrong or missing token or security token.
+        public var authFailures: Int = 0
+        /// 429s from the server-wide ``Configuration/rateLimit`` (not scripted ones).
+        public var rateLimited: Int = 0
+        /// Connections closed without an answer by ``Behaviour/dropConnection(times:)``.
+        public var droppedConnections: Int = 0
+        /// Answers written, by status.
+        public var responsesByStatus: [Int: Int] = [:]
+        /// Requests per export task ID (every `DELETE` on the export-task route, even refused ones).
+        public var attemptsByID: [String: Int] = [:]
+        /// Deletions performed per export task ID (a 204 decided). More than 1 would be a bug in IoTDA.
+        public var deleteCountByID: [String: Int] = [:]
+
+        var arrivals = ArrivalRing(capacity: 0)
+
+        public func attempts(for exportTaskID: String) -> Int { attemptsByID[exportTaskID] ?? 0 }
+        public func deleteCount(for exportTaskID: String) -> Int { deleteCountByID[exportTaskID] ?? 0 }
+        public func responses(status: Int) -> Int { responsesByStatus[status] ?? 0 }
+        /// The IDs deleted at least once.
+        public var deletedIDs: Set<String> { Set(deleteCountByID.keys) }
+        /// Arrival times of the latest requests (at most ``Configuration/arrivalHistoryLimit``), oldest first.
+        public var arrivalTimes: [ContinuousClock.Instant] { arrivals.ordered }
+    }
+}
+
+/// A bounded record of arrival times: the latest `capacity`.
+struct ArrivalRing: Sendable {
+    private var storage: [ContinuousClock.Instant] = []
+    private var next = 0
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = max(0, capacity)
+        storage.reserveCapacity(min(self.capacity, 4096))
+    }
+
+    mutating func append(_ instant: ContinuousClock.Instant) {
+        guard capacity > 0 else { return }
+        if storage.count < capacity {
+            storage.append(instant)
+        } else {
+            storage[next] = instant
+            next = (next + 1) % capacity
+        }
+    }
+
+    var ordered: [ContinuousClock.Instant] {
+        storage.count < capacity ? storage : Array(storage[next...] + storage[..<next])
+    }
+}

@@ -1,0 +1,266 @@
+import ExportTaskCleaner
+import Foundation
+import IoTDASimulator
+import ServiceLifecycle
+import ServiceLifecycleTestKit
+import Testing
+
+@Suite("Cleaner service, against the simulator on loopback")
+struct CleanerServiceTests {
+    @Test("every outcome class lands in its state with its audit row, request ID and error code")
+    func outcomeClasses() async throws {
+        let harness = try await ServiceHarness.start()
+        let sim = harness.simulator
+        sim.script("gone", .notFound)
+        sim.script("denied", .forbidden)
+        sim.script("bad-request", .badRequest)
+        sim.script("flaky", .serverError(status: 503, times: 2))
+        sim.script("busy", .tooManyRequests(retryAfterSeconds: 1, times: 1))
+        sim.script("dropped", .dropConnection(times: 1))
+        try harness.enqueue(["ok-1", "ok-2", "gone", "denied", "bad-request", "flaky", "busy", "dropped"])
+        // Another tool's row with an ID IoTDA would refuse: never sent.
+        try SQLiteConnection(path: harness.path).execute("INSERT INTO export_tasks(export_task_id) VALUES ('not valid!')")
+
+        try await harness.service(ServiceHarness.options()).run()
+
+        let rows = try harness.rows()
+        #expect(rows["ok-1"]?.state == "deleted")
+        #expect(rows["ok-1"]?.status == 204)
+        #expect(rows["gone"]?.state == "not_found")
+        #expect(rows["gone"]?.code == "IOTDA.014016")
+        #expect(rows["denied"]?.state == "forbidden")
+        #expect(rows["bad-request"]?.state == "rejected")
+        #expect(rows["flaky"]?.state == "deleted")
+        #expect(rows["flaky"]?.attempts == 3)
+        #expect(rows["busy"]?.state == "deleted")
+        #expect(rows["dropped"]?.state == "deleted")
+        #expect(rows["not valid!"]?.state == "invalid")
+        #expect(rows.values.allSatisfy { $0.state == "invalid" || $0.requestID?.count == 32 })
+        #expect(sim.attempts(for: "not valid!") == 0)
+        #expect(sim.counters.successfulDeletes == 5)
+        // Every answered request has its audit row, with the server's request ID.
+        for id in ["ok-1", "ok-2", "gone", "denied", "bad-request", "flaky", "busy"] {
+            let answered = try harness.audit(id).filter { $0.delivery == "answered" }
+            #expect(answered.count == sim.attempts(for: id), "\(id)")
+            #expect(answered.allSatisfy { $0.requestID?.count == 32 && $0.runner == "test:1" })
+        }
+        #expect(try harness.audit("flaky").map(\.outcome) == ["retry", "retry", "deleted"])
+        #expect(try harness.audit("flaky").map(\.attempt) == [1, 2, 3])
+        let busy = try harness.audit("busy")
+        #expect(busy.map(\.outcome) == ["retry", "deleted"])
+        // Retry-After: 1 is honoured: the retry went out no sooner than a second later.
+        let first = try #require(Timestamp.parse(busy[0].at)), second = try #require(Timestamp.parse(busy[1].at))
+        #expect(second.timeIntervalSince(first) >= 1.0)
+        let dropped = try harness.audit("dropped")
+        #expect(dropped.first?.outcome == "retry")
+        #expect(dropped.first?.delivery == "unknown")
+        #expect(dropped.first?.httpStatus == nil)
+        #expect(try harness.audit("not valid!").map(\.outcome) == ["invalid"])
+        try await harness.shutdown()
+    }
+
+    @Test("after max_attempts requests a task is failed, each request audited")
+    func maxAttemptsFails() async throws {
+        let harness = try await ServiceHarness.start()
+        harness.simulator.script("down", .serverError(status: 500, times: 1_000))
+        try harness.enqueue(["down"])
+        let service = harness.service(ServiceHarness.options(),
+                                      retry: .init(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)))
+        try await service.run()
+        #expect(try harness.rows()["down"]?.state == "failed")
+        #expect(try harness.rows()["down"]?.attempts == 3)
+        #expect(harness.simulator.attempts(for: "down") == 3)
+        #expect(try harness.audit("down").map(\.outcome) == ["retry", "retry", "failed"])
+        #expect(service.statistics[.failed] == 1)
+        try await harness.shutdown()
+    }
+
+    @Test("the concurrency cap is reached and never exceeded; outcomes are group-committed")
+    func concurrencyCap() async throws {
+        let harness = try await ServiceHarness.start(simulator: .init(latency: .milliseconds(20)), concurrency: 8)
+        try harness.enqueue((1...200).map { "cap-\($0)" })
+        try await harness.service(ServiceHarness.options(concurrency: 8)).run()
+        #expect(harness.simulator.counters.maxInFlight == 8)
+        #expect(harness.simulator.counters.successfulDeletes == 200)
+        #expect(try harness.rows().values.allSatisfy { $0.state == "deleted" })
+        // Several outcomes share a transaction.
+        #expect(harness.store.applied.events.map(\.count).max() ?? 0 > 1)
+        try await harness.shutdown()
+    }
+
+    @Test("no one-second window holds more than max_requests_per_second starts")
+    func rateIsHeld() async throws {
+        let harness = try await ServiceHarness.start()
+        try harness.enqueue((1...60).map { "rate-\($0)" })
+        try await harness.service(ServiceHarness.options(concurrency: 16, rate: 40)).run()
+        let arrivals = harness.simulator.counters.arrivalTimes.sorted()
+        #expect(arrivals.count == 60)
+        // Started: never more than the rate in any second.
+        let starts = busiestSecond(harness.transport.startTimes.events)
+        #expect(starts <= 40)
+        #expect(starts >= 35)
+        // Arrived: the 1% margin absorbs loopback's usual jitter; on a test machine busy with
+        // other tests the server may read a few requests late and see them bunched.
+        #expect(busiestSecond(arrivals) <= 44)
+        #expect(arrivals.last! - arrivals.first! >= .milliseconds(1_400))
+        try await harness.shutdown()
+    }
+
+    @Test("refused credentials pause the service: tasks stay pending, no attempt used, one request")
+    func credentialsRefusedWhileDraining() async throws {
+        let wrong = AccessKey(ak: ServiceHarness.key.ak, sk: "a-wrong-secret-key-value")
+        let harness = try await ServiceHarness.start(clientKey: wrong)
+        try harness.enqueue((1...20).map { "auth-\($0)" })
+        let service = harness.service(ServiceHarness.options(concurrency: 8))
+        let error = await #expect(throws: CleanerError.self) { try await service.run() }
+        #expect(error?.code == .credentialsRefused)
+        #expect(error?.exitStatus == 3)
+        #expect(harness.simulator.counters.requests == 1)
+        #expect(harness.simulator.counters.signatureFailures == 1)
+        let rows = try harness.rows()
+        #expect(rows.values.allSatisfy { $0.state == "pending" && $0.attempts == 0 })
+        let refused = try harness.store.inner.status(now: Date()).lastOutcome
+        #expect(refused?.outcome == "auth_refused")
+        #expect(refused?.errorCode == "IOTDA.000002")
+        #expect(harness.logs.lines.contains { $0.message == "credentials refused; requests paused" && $0.level == .error })
+        #expect(!harness.logs.allText.contains(wrong.sk))
+        #expect(!harness.logs.allText.contains(ServiceHarness.key.sk))
+        try await harness.shutdown()
+    }
+
+    @Test("while refused, the service probes after the pause, at most one request each time")
+    func credentialsProbe() async throws {
+        let wrong = AccessKey(ak: ServiceHarness.key.ak, sk: "another-wrong-secret")
+        let harness = try await ServiceHarness.start(clientKey: wrong)
+        try harness.enqueue((1...10).map { "probe-\($0)" })
+        let clock = ManualClock()
+        let service = harness.service(ServiceHarness.options(drain: false), clock: clock)
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                #expect(await harness.logs.wait(for: "credentials refused; requests paused"))
+                #expect(harness.transport.started.events.count == 1)
+                // Not yet: the pause is a minute.
+                clock.advance(by: .seconds(30))
+                clock.advance(by: .seconds(29))
+                #expect(harness.transport.started.events.count == 1)
+                clock.advance(by: .seconds(2))
+                #expect(await harness.logs.wait(for: "credentials refused; requests paused", count: 2))
+                #expect(harness.transport.started.events.count == 2)
+                let pauses = harness.logs.lines.filter { $0.message == "credentials refused; requests paused" }.map { $0.metadata["pause_s"] }
+                #expect(pauses == ["60", "120"])
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+        #expect(try harness.rows().values.allSatisfy { $0.state == "pending" && $0.attempts == 0 })
+        #expect(harness.simulator.counters.requests == 2)
+        try await harness.shutdown()
+    }
+
+    @Test("graceful shutdown: requests in flight finish and are recorded; the rest stay pending")
+    func shutdownWithRequestsInFlight() async throws {
+        let harness = try await ServiceHarness.start()
+        try harness.enqueue((1...40).map { "sd-\($0)" })
+        for index in 2...40 { harness.simulator.script("sd-\(index)", .delay(.milliseconds(300), then: .deleteOnce)) }
+        let service = harness.service(ServiceHarness.options(concurrency: 4, drain: false))
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                #expect(await harness.transport.started.wait { $0.count >= 5 })
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+        let rows = try harness.rows()
+        #expect(rows.values.filter { $0.state == "in_progress" }.isEmpty)
+        let deleted = rows.values.filter { $0.state == "deleted" }.count
+        #expect(deleted == harness.simulator.counters.successfulDeletes)
+        #expect(deleted >= 4)
+        #expect(rows.values.filter { $0.state == "pending" }.count == 40 - deleted)
+        try await harness.shutdown()
+    }
+
+    @Test("graceful shutdown: past the grace period, requests are cut off and released to pending")
+    func shutdownGraceExpires() async throws {
+        let harness = try await ServiceHarness.start()
+        // The first answer shows the credentials work; until then one request at a time.
+        try harness.enqueue(["warm-up"] + (1...6).map { "slow-\($0)" })
+        for index in 1...6 { harness.simulator.script("slow-\(index)", .delay(.seconds(5), then: .deleteOnce)) }
+        let service = harness.service(ServiceHarness.options(concurrency: 3, drain: false, grace: .milliseconds(200)))
+        let started = ContinuousClock.now
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                #expect(await harness.transport.started.wait { $0.count >= 4 })
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+        #expect(ContinuousClock.now - started < .seconds(4))
+        var rows = try harness.rows()
+        #expect(rows.removeValue(forKey: "warm-up")?.state == "deleted")
+        #expect(rows.values.allSatisfy { $0.state == "pending" })
+        let released = harness.store.committed.filter { $0.outcome == .released }
+        #expect(released.count == 3)
+        // Sent, so the attempt counts, and the audit says the server may have acted.
+        #expect(rows.values.filter { $0.attempts == 1 }.count == 3)
+        for entry in released {
+            #expect(try harness.audit(entry.id).last?.delivery == "unknown")
+        }
+        try await harness.shutdown()
+    }
+
+    @Test("a dead runner's expired lease is taken over; its late finish changes nothing")
+    func leaseTakeover() async throws {
+        let harness = try await ServiceHarness.start()
+        try harness.enqueue(["orphan", "other"])
+        let dead = try #require(try harness.store.inner.claim(limit: 1, leaseToken: "dead-runner", leaseUntil: Date().addingTimeInterval(-1), now: Date()).first)
+        #expect(dead.exportTaskID == "orphan")
+        try await harness.service(ServiceHarness.options()).run()
+        #expect(harness.logs.lines.contains { $0.message == "lease expired; task returned to pending" && $0.metadata["export_task_id"] == "orphan" })
+        #expect(try harness.rows()["orphan"]?.state == "deleted")
+        let late = TaskTransition(task: dead, change: .finish(.failed), attempts: 9,
+                                  audit: AuditRecord(outcome: .failed, at: Date(), attempt: 9, httpStatus: 500, delivery: .answered))
+        #expect(try harness.store.apply([late]) == [false])
+        #expect(try harness.rows()["orphan"]?.state == "deleted")
+        #expect(try harness.audit("orphan").map(\.outcome) == ["lease_expired", "deleted"])
+        try await harness.shutdown()
+    }
+
+    @Test("rows another tool inserts while the service runs are picked up")
+    func feedingWhileRunning() async throws {
+        let harness = try await ServiceHarness.start()
+        try harness.enqueue(["first"])
+        let service = harness.service(ServiceHarness.options(drain: false, poll: .milliseconds(20)))
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                #expect(await harness.store.applied.wait { $0.joined().count >= 1 })
+                let other = try SQLiteConnection(path: harness.path)
+                for index in 1...25 {
+                    try other.execute("INSERT OR IGNORE INTO export_tasks(export_task_id) VALUES ('fed-\(index)')")
+                }
+                #expect(await harness.store.applied.wait { $0.joined().count >= 26 })
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+        #expect(try harness.rows().values.allSatisfy { $0.state == "deleted" })
+        #expect(harness.simulator.counters.successfulDeletes == 26)
+        try await harness.shutdown()
+    }
+
+    @Test("a 429 halves rate and concurrency; the rate comes back after calm seconds")
+    func throttling() async throws {
+        let harness = try await ServiceHarness.start()
+        harness.simulator.script("slow-down", .tooManyRequests(retryAfterSeconds: 0, times: 1))
+        try harness.enqueue(["slow-down"])
+        try await harness.service(ServiceHarness.options(concurrency: 8, rate: 100)).run()
+        let line = try #require(harness.logs.lines.first { $0.message.hasPrefix("server asked to slow down") })
+        #expect(line.metadata["rate"] == "50.0")
+        #expect(line.metadata["concurrency"] == "4")
+        #expect(try harness.rows()["slow-down"]?.state == "deleted")
+        try await harness.shutdown()
+    }
+}

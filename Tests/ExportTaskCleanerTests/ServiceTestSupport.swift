@@ -1,0 +1,251 @@
+import ExportTaskCleaner
+import Foundation
+import IoTDASimulator
+import Logging
+import Synchronization
+
+/// A clock the test moves by hand: sleepers wake only when `advance` passes their deadline.
+final class ManualClock: ServiceClock {
+    private struct Sleeper {
+        var id: Int
+        var deadline: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct State {
+        var offset: Duration = .zero
+        var nextID = 0
+        var sleepers: [Sleeper] = []
+    }
+
+    private let origin = ContinuousClock.now
+    private let wallOrigin = Date(timeIntervalSince1970: 1_800_000_000)
+    private let state = Mutex(State())
+
+    func now() -> Date {
+        wallOrigin.addingTimeInterval(state.withLock { Double($0.offset.components.seconds) + Double($0.offset.components.attoseconds) / 1e18 })
+    }
+
+    func instant() -> ContinuousClock.Instant {
+        origin.advanced(by: state.withLock { $0.offset })
+    }
+
+    var sleeperCount: Int { state.withLock { $0.sleepers.count } }
+
+    func sleep(until deadline: ContinuousClock.Instant) async throws {
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                enum Now { case wait, wake, cancel }
+                let now = state.withLock { state -> Now in
+                    // Checked under the lock: a cancellation that ran before this point found
+                    // no sleeper to wake, so this sleeper must not wait at all.
+                    if Task.isCancelled { return .cancel }
+                    if origin.advanced(by: state.offset) >= deadline { return .wake }
+                    state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
+                    return .wait
+                }
+                switch now {
+                case .wait: break
+                case .wake: continuation.resume()
+                case .cancel: continuation.resume(throwing: CancellationError())
+                }
+            }
+        } onCancel: {
+            let sleeper = state.withLock { state -> Sleeper? in
+                guard let index = state.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.sleepers.remove(at: index)
+            }
+            sleeper?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Moves time forward and wakes every sleeper whose deadline has come.
+    func advance(by duration: Duration) {
+        let due = state.withLock { state -> [Sleeper] in
+            state.offset += duration
+            let now = origin.advanced(by: state.offset)
+            let due = state.sleepers.filter { $0.deadline <= now }
+            state.sleepers.removeAll { $0.deadline <= now }
+            return due
+        }
+        for sleeper in due { sleeper.continuation.resume() }
+    }
+}
+
+/// A stream of events with a bounded wait for the next one matching a condition.
+final class EventLog<Event: Sendable>: Sendable {
+    private let state = Mutex<(events: [Event], waiters: [(id: Int, predicate: @Sendable ([Event]) -> Bool, continuation: CheckedContinuation<Bool, Never>)], nextID: Int)>(([], [], 0))
+
+    func append(_ event: Event) {
+        let ready = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            state.events.append(event)
+            let events = state.events
+            let ready = state.waiters.filter { $0.predicate(events) }
+            state.waiters.removeAll { waiter in ready.contains { $0.id == waiter.id } }
+            return ready.map(\.continuation)
+        }
+        for continuation in ready { continuation.resume(returning: true) }
+    }
+
+    var events: [Event] { state.withLock { $0.events } }
+
+    /// Waits until `predicate` holds for the events so far; false if `timeout` passed first
+    /// (a safety net for a broken build, not a way of pacing the test).
+    func wait(timeout: Duration = .seconds(20), until predicate: @escaping @Sendable ([Event]) -> Bool) async -> Bool {
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let now = self.state.withLock { state -> Bool in
+                        if predicate(state.events) { return true }
+                        state.waiters.append((id, predicate, continuation))
+                        return false
+                    }
+                    if now { continuation.resume(returning: true) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                let waiter = self.state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return state.waiters.remove(at: index).continuation
+                }
+                waiter?.resume(returning: false)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+}
+
+/// The real store, reporting every transition it commits.
+final class ObservedStore: QueueStore {
+    let inner: SQLiteQueueStore
+    /// One entry per `apply` call: the outcomes of its batch, and whether each lease held.
+    let applied = EventLog<[(outcome: AuditOutcome, id: String, held: Bool)]>()
+
+    init(_ inner: SQLiteQueueStore) { self.inner = inner }
+
+    var committed: [(outcome: AuditOutcome, id: String, held: Bool)] { applied.events.flatMap { $0 } }
+
+    func enqueue(_ items: [EnqueueItem], now: Date) throws -> EnqueueSummary { try inner.enqueue(items, now: now) }
+    func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
+        try inner.claim(limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
+    }
+    func apply(_ transitions: [TaskTransition]) throws -> [Bool] {
+        let held = try inner.apply(transitions)
+        applied.append(zip(transitions, held).map { ($0.audit.outcome, $0.task.exportTaskID, $1) })
+        return held
+    }
+    func renewLeases(tokens: [String], until: Date) throws { try inner.renewLeases(tokens: tokens, until: until) }
+    func expireLeases(now: Date) throws -> [ExpiredLease] { try inner.expireLeases(now: now) }
+    func requeue(_ selection: RequeueSelection, now: Date) throws -> RequeueSummary { try inner.requeue(selection, now: now) }
+    func counts() throws -> [TaskState: Int] { try inner.counts() }
+    func nextDue() throws -> Date? { try inner.nextDue() }
+    func hasUnfinishedTasks() throws -> Bool { try inner.hasUnfinishedTasks() }
+    func dataVersion() throws -> Int { try inner.dataVersion() }
+    func heartbeat(startedAt: Date, status: String, now: Date) throws { try inner.heartbeat(startedAt: startedAt, status: status, now: now) }
+    func removeHeartbeat() throws { try inner.removeHeartbeat() }
+    func status(now: Date) throws -> QueueStatus { try inner.status(now: now) }
+    func auditEntries(_ filter: AuditFilter, _ body: (AuditEntry) throws -> Void) throws { try inner.auditEntries(filter, body) }
+}
+
+/// The real client, reporting each request as it starts.
+struct ObservedTransport: IoTDATransport {
+    let inner: any IoTDATransport
+    let started = EventLog<String>()
+    let startTimes = EventLog<ContinuousClock.Instant>()
+
+    func delete(_ request: DeleteRequest) async -> DeleteResult {
+        startTimes.append(.now)
+        started.append(request.exportTaskID)
+        return await inner.delete(request)
+    }
+}
+
+/// The most instants that fall in any one-second window.
+func busiestSecond(_ instants: [ContinuousClock.Instant]) -> Int {
+    let sorted = instants.sorted()
+    var busiest = 0
+    for (index, start) in sorted.enumerated() {
+        busiest = max(busiest, sorted[index...].prefix { $0 < start.advanced(by: .seconds(1)) }.count)
+    }
+    return busiest
+}
+
+/// A simulator, a client signing with its key, a fresh queue, and captured logs.
+struct ServiceHarness {
+    static let project = "svc-project"
+    static let key = AccessKey(ak: "HARNESSAK0000000001", sk: "harness-secret-key-do-not-log")
+
+    let simulator: IoTDASimulator
+    let client: IoTDAClient
+    let transport: ObservedTransport
+    let store: ObservedStore
+    let path: String
+    let logs: CapturedLogs
+
+    static func start(simulator configuration: IoTDASimulator.Configuration = .init(), concurrency: Int = 8,
+                      clientKey: AccessKey = key, requestTimeout: Duration = .seconds(10)) async throws -> ServiceHarness {
+        var configuration = configuration
+        configuration.projectID = project
+        if case .unauthenticated = configuration.auth { configuration.auth = .accessKey(key) }
+        let logs = CapturedLogs()
+        let simulator = try await IoTDASimulator.start(configuration, logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
+        let client = try IoTDAClient(
+            configuration: .init(endpoint: simulator.endpoint, credentials: .accessKey(clientKey), signing: .v11HMACSHA256,
+                                 region: configuration.region, concurrency: concurrency, requestTimeout: requestTimeout),
+            logger: logs.logger())
+        let (store, path) = try TestSupport.makeStore()
+        return ServiceHarness(simulator: simulator, client: client, transport: ObservedTransport(inner: client),
+                              store: ObservedStore(store), path: path, logs: logs)
+    }
+
+    func service(_ options: CleanerOptions, retry: ExponentialJitterRetry = .init(maxAttempts: 8, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)),
+                 clock: any ServiceClock = SystemClock(), liveness: LivenessMonitor? = nil) -> CleanerService {
+        CleanerService(options: options, store: store, transport: transport, retry: retry, clock: clock,
+                       random: SeededRandomSource(seed: 42), liveness: liveness, logger: logs.logger())
+    }
+
+    static func options(concurrency: Int = 8, rate: Double = 10_000, drain: Bool = true,
+                        grace: Duration = .seconds(10), poll: Duration = .milliseconds(50)) -> CleanerOptions {
+        CleanerOptions(projectID: project, concurrency: concurrency, maxRequestsPerSecond: rate, leaseDuration: .seconds(60),
+                       shutdownGrace: grace, pollInterval: poll, drain: drain, credentialsDescription: "test key")
+    }
+
+    func enqueue(_ ids: [String]) throws {
+        _ = try store.enqueue(TestSupport.items(ids), now: Date())
+    }
+
+    func rows() throws -> [String: (state: String, attempts: Int, status: Int?, code: String?, requestID: String?)] {
+        let db = try SQLiteConnection(path: path)
+        let statement = try db.prepare("SELECT export_task_id, state, attempts, last_http_status, last_error_code, last_request_id FROM export_tasks")
+        var rows: [String: (state: String, attempts: Int, status: Int?, code: String?, requestID: String?)] = [:]
+        while try statement.step() {
+            rows[statement.string(0)] = (statement.string(1), statement.int(2), statement.optionalInt(3),
+                                         statement.optionalString(4), statement.optionalString(5))
+        }
+        statement.reset()
+        return rows
+    }
+
+    func audit(_ id: String) throws -> [AuditEntry] {
+        var entries: [AuditEntry] = []
+        try store.auditEntries(AuditFilter(exportTaskID: id)) { entries.append($0) }
+        return entries
+    }
+
+    func shutdown() async throws {
+        try await client.shutdown()
+        try await simulator.shutdown()
+    }
+}

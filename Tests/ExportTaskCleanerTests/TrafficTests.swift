@@ -1,0 +1,101 @@
+import ExportTaskCleaner
+import Testing
+
+@Suite("Retry, pacing, adaptive limits and the credential circuit")
+struct TrafficTests {
+    let start = ContinuousClock.now
+
+    @Test("backoff grows exponentially with full jitter, is capped, and honours Retry-After")
+    func backoff() {
+        let retry = ExponentialJitterRetry(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(300))
+        #expect((1...10).map { retry.ceiling(attempts: $0) } ==
+                [1, 2, 4, 8, 16, 32, 64, 128, 256, 300].map { Duration.seconds($0) })
+        #expect(retry.backoff(attempts: 3, retryAfter: nil, unit: 0.5) == .seconds(2))
+        #expect(retry.backoff(attempts: 3, retryAfter: nil, unit: 0) == .zero)
+        #expect(retry.backoff(attempts: 3, retryAfter: .seconds(10), unit: 0.5) == .seconds(10))
+        #expect(retry.backoff(attempts: 40, retryAfter: nil, unit: 0.999_999) <= .seconds(300))
+        #expect(retry.shouldRetry(attempts: 7))
+        #expect(!retry.shouldRetry(attempts: 8))
+        // A seeded source gives the same jittered schedule every time, within the ceilings.
+        let a = SeededRandomSource(seed: 7), b = SeededRandomSource(seed: 7)
+        let first = (1...8).map { retry.backoff(attempts: $0, retryAfter: nil, unit: a.nextUnit()) }
+        let second = (1...8).map { retry.backoff(attempts: $0, retryAfter: nil, unit: b.nextUnit()) }
+        #expect(first == second)
+        #expect(zip(first, 1...8).allSatisfy { $0 <= retry.ceiling(attempts: $1) })
+        #expect(Set(first).count > 4)
+    }
+
+    @Test("the pacer spaces starts so no one-second window holds more than the rate")
+    func pacer() {
+        var pacer = RequestPacer(rate: 20)
+        let slots = (0..<100).map { _ in pacer.reserve(now: start) }
+        for (index, slot) in slots.enumerated() {
+            let window = slots[index...].prefix { $0 < slot.advanced(by: .seconds(1)) }
+            #expect(window.count <= 20)
+        }
+        #expect(slots[20] - slots[0] >= .milliseconds(1_010))
+        // After a quiet spell, the next start is immediate, not a burst of saved-up slots.
+        let later = start.advanced(by: .seconds(60))
+        let result1 = pacer.reserve(now: later)
+        #expect(result1 == later)
+        let result2 = pacer.reserve(now: later)
+        #expect(result2 > later)
+    }
+
+    @Test("429 halves rate and concurrency once per second, recovery is additive and capped")
+    func adaptiveLimits() {
+        var limits = AdaptiveLimits(maxRate: 100, maxConcurrency: 16)
+        let result3 = limits.throttled(now: start)
+        #expect(result3)
+        #expect(limits.rate == 50 && limits.concurrency == 8)
+        let result4 = limits.throttled(now: start.advanced(by: .milliseconds(500)))
+        #expect(!result4)
+        let result5 = limits.throttled(now: start.advanced(by: .seconds(1)))
+        #expect(result5)
+        #expect(limits.rate == 25 && limits.concurrency == 4)
+        let result6 = limits.recover(now: start.advanced(by: .milliseconds(1_500)))
+        #expect(!result6)
+        let result7 = limits.recover(now: start.advanced(by: .seconds(2)))
+        #expect(result7)
+        #expect(limits.rate == 35 && limits.concurrency == 5)
+        let result8 = limits.recover(now: start.advanced(by: .seconds(5)))
+        #expect(result8)
+        #expect(limits.rate == 65 && limits.concurrency == 8)
+        _ = limits.recover(now: start.advanced(by: .seconds(60)))
+        #expect(limits.rate == 100 && limits.concurrency == 16)
+        #expect(!limits.isReduced)
+        var floor = AdaptiveLimits(maxRate: 2, maxConcurrency: 1)
+        for second in 0..<5 { _ = floor.throttled(now: start.advanced(by: .seconds(second))) }
+        #expect(floor.rate == 1 && floor.concurrency == 1)
+    }
+
+    @Test("the credential circuit: one request until verified, pauses doubling to 15 minutes, one probe")
+    func credentialCircuit() {
+        var circuit = CredentialCircuit()
+        let result9 = circuit.allowance(now: start)
+        #expect(result9 == 1)
+        let result10 = circuit.refused(now: start)
+        #expect(result10 == .seconds(60))
+        #expect(circuit.refused(now: start) == nil)  // a late answer of a request already in flight
+        let result11 = circuit.allowance(now: start.advanced(by: .seconds(59)))
+        #expect(result11 == 0)
+        let result12 = circuit.allowance(now: start.advanced(by: .seconds(60)))
+        #expect(result12 == 1)
+        #expect(circuit.state == .probing)
+        var pauses: [Duration] = []
+        var now = start.advanced(by: .seconds(60))
+        for _ in 0..<6 {
+            let pause = circuit.refused(now: now)!
+            pauses.append(pause)
+            now = now.advanced(by: pause)
+            let result13 = circuit.allowance(now: now)
+            #expect(result13 == 1)
+        }
+        #expect(pauses == [120, 240, 480, 900, 900, 900].map { Duration.seconds($0) })
+        circuit.accepted()
+        let result14 = circuit.allowance(now: now)
+        #expect(result14 == nil)
+        let result15 = circuit.refused(now: now)
+        #expect(result15 == .seconds(60))
+    }
+}
