@@ -53,7 +53,7 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         }
     }
 
-    public static let defaultUserAgent = "export-task-cleaner/1.0.0"
+    public static let defaultUserAgent = "export-task-cleaner/\(ExportTaskCleanerVersion.current)"
 
     /// The most of a response body read; the rest is discarded.
     static let maxBodyBytes = 64 * 1024
