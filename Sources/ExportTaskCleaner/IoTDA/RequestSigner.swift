@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 import Foundation
 
 /// How a request is signed with an access key: the two algorithms of Huawei Cloud's official
@@ -59,6 +60,9 @@ public struct RequestSigner: Sendable {
     /// IoTDA's service name in a derived key's scope.
     public static let iotdaService = "iotdm"
 
+    /// The derived key of the current day, so that HKDF runs once a day rather than per request.
+    private let derivedKeys = DerivedKeyCache()
+
     public init(algorithm: SigningAlgorithm, accessKey: AccessKey, region: String, service: String = "iotdm") {
         self.algorithm = algorithm
         self.accessKey = accessKey
@@ -109,7 +113,12 @@ public struct RequestSigner: Sendable {
         let authorization = Self.authorization(
             algorithm: algorithm, canonicalRequest: canonical, stamp: stamp,
             accessKey: accessKey.ak, secretKey: accessKey.sk,
-            region: region, service: service, signedHeaders: signedHeaders
+            region: region, service: service, signedHeaders: signedHeaders,
+            derivedKey: { [derivedKeys, accessKey] info in
+                derivedKeys.key(for: info) {
+                    Self.derivedSigningKey(accessKey: accessKey.ak, secretKey: accessKey.sk, info: info)
+                }
+            }
         ).header
         outgoing.append((Self.authorizationHeader, authorization))
         return outgoing
@@ -186,7 +195,8 @@ public struct RequestSigner: Sendable {
         secretKey: String,
         region: String,
         service: String,
-        signedHeaders: [String]
+        signedHeaders: [String],
+        derivedKey: ((String) -> [UInt8])? = nil
     ) -> (signature: String, header: String) {
         let canonicalHash = hexSHA256(Array(canonicalRequest.utf8))
         let signedList = signedHeaders.joined(separator: ";")
@@ -198,7 +208,7 @@ public struct RequestSigner: Sendable {
         case .v11HMACSHA256:
             let info = "\(stamp.dayFormat)/\(region)/\(service)"
             let stringToSign = "V11-HMAC-SHA256\n\(stamp.basicFormat)\n\(info)\n\(canonicalHash)"
-            let signingKey = derivedSigningKey(accessKey: accessKey, secretKey: secretKey, info: info)
+            let signingKey = derivedKey?(info) ?? derivedSigningKey(accessKey: accessKey, secretKey: secretKey, info: info)
             let signature = hexHMACSHA256(key: signingKey, message: stringToSign)
             return (signature, "V11-HMAC-SHA256 Credential=\(accessKey)/\(info), SignedHeaders=\(signedList), Signature=\(signature)")
         }
@@ -214,6 +224,19 @@ public struct RequestSigner: Sendable {
             outputByteCount: 32
         )
         return key.withUnsafeBytes { lowerHexBytes($0) }
+    }
+}
+
+/// Remembers the last derived key: the key depends only on the day (and the fixed AK, SK,
+/// region and service), so one HKDF a day serves every request.
+final class DerivedKeyCache: Sendable {
+    private let last = Mutex<(info: String, key: [UInt8])?>(nil)
+
+    func key(for info: String, derive: () -> [UInt8]) -> [UInt8] {
+        if let cached = last.withLock({ $0 }), cached.info == info { return cached.key }
+        let key = derive()
+        last.withLock { $0 = (info, key) }
+        return key
     }
 }
 
@@ -248,6 +271,12 @@ func asciiLowercased(_ s: String) -> String {
 
 /// Trims Unicode white space at both ends, as Go's `strings.TrimSpace` does.
 func trimmedWhitespace<S: StringProtocol>(_ s: S) -> String {
+    // The usual case: printable ASCII at both ends, nothing to trim.
+    let string = String(s)
+    if let first = string.utf8.first, let last = string.utf8.last,
+       (0x21...0x7E).contains(first), (0x21...0x7E).contains(last) {
+        return string
+    }
     let scalars = s.unicodeScalars
     var start = scalars.startIndex
     var end = scalars.endIndex

@@ -26,6 +26,9 @@ public final class CleanerService: Service, Sendable {
         var leaseTokens: [String: Int] = [:]
         var statistics = CleanerStatistics()
         var countsDirty = true
+        /// Set when this service itself made tasks claimable (expired leases): its own writes
+        /// do not change `PRAGMA data_version`, so the work loop must be told.
+        var tasksReturned = false
     }
 
     let options: CleanerOptions
@@ -143,6 +146,9 @@ public final class CleanerService: Service, Sendable {
                 }
                 if !stopping {
                     let now = clock.now()
+                    if shared.withLock({ shared in defer { shared.tasksReturned = false }; return shared.tasksReturned }) {
+                        mayHaveWork = true
+                    }
                     if !mayHaveWork {
                         if let due = knownNextDue, due <= now { mayHaveWork = true }
                         if let version = try? store.dataVersion(), version != dataVersion {
@@ -291,7 +297,12 @@ public final class CleanerService: Service, Sendable {
                     "task_id": "\(lease.id)", "export_task_id": "\(lease.exportTaskID)",
                 ])
             }
-            if !expired.isEmpty { markCountsDirty() }
+            if !expired.isEmpty {
+                shared.withLock {
+                    $0.countsDirty = true
+                    $0.tasksReturned = true
+                }
+            }
         } catch {
             logger.error("cannot expire dead leases", metadata: ["error": "\(error)"])
         }
