@@ -372,15 +372,15 @@ struct IoTDAClientTests {
 
     @Test("logs never contain the secret key, the security token or the IAM token")
     func logsHoldNoSecrets() async throws {
-        let capture = LogCapture()
+        let capture = CapturedLogs()
         let secretKey = "SECRET-sk-7f3a9c1e5b"
         let securityToken = "SECRET-securitytoken-42"
         let iamToken = "SECRET-iamtoken-99"
         let key = AccessKey(ak: "AKVISIBLE01", sk: secretKey, securityToken: securityToken)
-        try await withSimulator(auth: .accessKey(key), logger: capture.logger) { simulator in
+        try await withSimulator(auth: .accessKey(key), logger: capture.logger()) { simulator in
             let client = try makeClient(
                 endpoint: simulator.endpoint, credentials: .accessKey(key), requestTimeout: .milliseconds(200),
-                logger: capture.logger)
+                logger: capture.logger())
             simulator.script("slow", .delay(.seconds(5), then: .deleteOnce))
             _ = await client.delete(request("ok"))
             _ = await client.delete(request("ok"))
@@ -388,15 +388,15 @@ struct IoTDAClientTests {
             try await client.shutdown()
 
             let wrong = AccessKey(ak: "AKVISIBLE01", sk: secretKey + "x", securityToken: securityToken)
-            let bad = try makeClient(endpoint: simulator.endpoint, credentials: .accessKey(wrong), logger: capture.logger)
+            let bad = try makeClient(endpoint: simulator.endpoint, credentials: .accessKey(wrong), logger: capture.logger())
             #expect(await bad.delete(request("ok2")).classification == .authRefused)
             try await bad.shutdown()
 
-            let tokenClient = try makeClient(endpoint: simulator.endpoint, credentials: .token(iamToken), logger: capture.logger)
+            let tokenClient = try makeClient(endpoint: simulator.endpoint, credentials: .token(iamToken), logger: capture.logger())
             #expect(await tokenClient.delete(request("ok3")).classification == .authRefused)
             try await tokenClient.shutdown()
         }
-        let text = capture.text
+        let text = capture.allText
         #expect(!text.isEmpty)
         #expect(text.contains("IoTDA client ready"))
         for secret in [secretKey, securityToken, iamToken] {
@@ -527,37 +527,6 @@ private func withClientAndSimulator(
         } catch {
             try? await client.shutdown()
             throw error
-        }
-    }
-}
-
-/// Log records in memory, rendered with their metadata.
-private final class LogCapture: Sendable {
-    private let lines = Mutex<[String]>([])
-
-    var text: String { lines.withLock { $0.joined(separator: "\n") } }
-
-    var logger: Logger {
-        var logger = Logger(label: "capture") { _ in Handler(capture: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    fileprivate func append(_ line: String) { lines.withLock { $0.append(line) } }
-
-    private struct Handler: LogHandler {
-        let capture: LogCapture
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let all = metadata.merging(event.metadata ?? [:]) { $1 }
-            capture.append("\(event.level) \(event.message) \(all) \(event.error.map { "\($0)" } ?? "")")
         }
     }
 }

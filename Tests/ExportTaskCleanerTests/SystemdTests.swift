@@ -39,28 +39,28 @@ struct SystemdTests {
 
     @Test("Unset or empty NOTIFY_SOCKET is a silent no-op", arguments: [[:], ["NOTIFY_SOCKET": ""]])
     func unsetIsSilent(environment: [String: String]) {
-        let log = SystemdTestLog()
-        let notifier = SystemdNotifier(environment: environment, logger: log.logger)
+        let log = CapturedLogs()
+        let notifier = SystemdNotifier(environment: environment, logger: log.logger())
         #expect(!notifier.isEnabled)
         #expect(!notifier.ready())
         #expect(!notifier.status("idle"))
         #expect(!notifier.watchdog())
         #expect(!notifier.stopping())
-        #expect(log.records.isEmpty)
+        #expect(log.lines.isEmpty)
     }
 
     @Test("A socket nobody listens on makes sends fail quietly, at debug level")
     func unreachableSocket() {
-        let log = SystemdTestLog()
+        let log = CapturedLogs()
         let notifier = SystemdNotifier(
             environment: ["NOTIFY_SOCKET": "/nonexistent/\(UUID().uuidString)/notify"],
-            logger: log.logger
+            logger: log.logger()
         )
         #expect(notifier.isEnabled)
         #expect(!notifier.ready())
         #expect(!notifier.ready())
-        #expect(log.records.count == 2)
-        #expect(log.records.allSatisfy { $0.level == .debug })
+        #expect(log.lines.count == 2)
+        #expect(log.lines.allSatisfy { $0.level == .debug })
     }
 
     @Test("A name too long for sun_path turns notifications off")
@@ -122,7 +122,7 @@ struct SystemdTests {
         let clock = SystemdTestClock()
         let service = WatchdogService(
             notifier: SystemdNotifier(environment: ["NOTIFY_SOCKET": receiver.notifySocket, "WATCHDOG_USEC": "30000000"]),
-            monitor: monitor, clock: clock, logger: SystemdTestLog().logger
+            monitor: monitor, clock: clock, logger: CapturedLogs().logger()
         )
         let run = Task { try await service.run() }
         await clock.waitForSleeps(1)
@@ -148,10 +148,10 @@ struct SystemdTests {
         let receiver = try SystemdTestSocket(kind: .path)
         let monitor = LivenessMonitor()
         let clock = SystemdTestClock()
-        let log = SystemdTestLog()
+        let log = CapturedLogs()
         let service = WatchdogService(
             notifier: SystemdNotifier(environment: ["NOTIFY_SOCKET": receiver.notifySocket]),
-            monitor: monitor, interval: .seconds(15), clock: clock, logger: log.logger
+            monitor: monitor, interval: .seconds(15), clock: clock, logger: log.logger()
         )
         let run = Task { try await service.run() }
         await clock.waitForSleeps(1)
@@ -161,13 +161,13 @@ struct SystemdTests {
             await clock.waitForSleeps(tick + 1)
             #expect(receiver.receiveIfQueued() == nil)
         }
-        #expect(log.records.filter { $0.level == .warning }.count == 1)
+        #expect(log.lines.filter { $0.level == .warning }.count == 1)
 
         monitor.beat()
         clock.advance(by: .seconds(15))
         await clock.waitForSleeps(6)
         #expect(receiver.receive() == "WATCHDOG=1")
-        #expect(log.records.filter { $0.level == .info }.count == 1)
+        #expect(log.lines.filter { $0.level == .info }.count == 1)
 
         run.cancel()
         try await run.value
@@ -180,7 +180,7 @@ struct SystemdTests {
         let clock = SystemdTestClock()
         let service = WatchdogService(
             notifier: SystemdNotifier(environment: ["NOTIFY_SOCKET": receiver.notifySocket]),
-            monitor: monitor, interval: .seconds(15), clock: clock, logger: SystemdTestLog().logger
+            monitor: monitor, interval: .seconds(15), clock: clock, logger: CapturedLogs().logger()
         )
         let run = Task { try await service.run() }
         await clock.waitForSleeps(1)
@@ -200,7 +200,7 @@ struct SystemdTests {
         let clock = SystemdTestClock()
         let service = WatchdogService(
             notifier: SystemdNotifier(environment: [:]), monitor: LivenessMonitor(), clock: clock,
-            logger: SystemdTestLog().logger
+            logger: CapturedLogs().logger()
         )
         try await service.run()
         #expect(clock.sleepCount == 0)
@@ -209,12 +209,12 @@ struct SystemdTests {
     @Test("Graceful shutdown ends the watchdog")
     func watchdogGracefulShutdown() async throws {
         let clock = SystemdTestClock()
-        let log = SystemdTestLog()
+        let log = CapturedLogs()
         let service = WatchdogService(
             notifier: SystemdNotifier(environment: [:]), monitor: LivenessMonitor(), interval: .seconds(15),
-            clock: clock, logger: log.logger
+            clock: clock, logger: log.logger()
         )
-        let group = ServiceGroup(configuration: .init(services: [service], logger: log.logger))
+        let group = ServiceGroup(configuration: .init(services: [service], logger: log.logger()))
         let run = Task { try await group.run() }
         await clock.waitForSleeps(1)
         await group.triggerGracefulShutdown()
@@ -383,40 +383,4 @@ final class SystemdTestClock: Clock, Sendable {
     }
 }
 
-/// Captures log records in memory.
-final class SystemdTestLog: Sendable {
-    struct Record: Sendable {
-        var level: Logger.Level
-        var message: String
-    }
-
-    private let storage = Mutex<[Record]>([])
-
-    var records: [Record] { storage.withLock { $0 } }
-
-    var logger: Logger {
-        var logger = Logger(label: "systemd-tests") { _ in Handler(log: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
-    fileprivate func append(_ record: Record) {
-        storage.withLock { $0.append(record) }
-    }
-
-    private struct Handler: LogHandler {
-        let log: SystemdTestLog
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .trace
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            log.append(Record(level: event.level, message: "\(event.message)"))
-        }
-    }
-}
 #endif

@@ -30,9 +30,11 @@ final class CapturedLogs: Sendable {
         var level: Logger.Level
         var message: String
         var metadata: [String: String]
+        var error: String?
 
         var text: String {
-            ([message] + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }).joined(separator: " ")
+            ([message] + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } + [error].compactMap { $0 })
+                .joined(separator: " ")
         }
     }
 
@@ -70,7 +72,7 @@ final class CapturedLogs: Sendable {
         func log(event: LogEvent) {
             let merged = metadata.merging(event.metadata ?? [:]) { $1 }
             logs.append(Line(level: event.level, message: "\(event.message)",
-                             metadata: merged.mapValues { "\($0)" }))
+                             metadata: merged.mapValues { "\($0)" }, error: event.error.map { "\($0)" }))
         }
     }
 }
