@@ -263,4 +263,17 @@ struct CleanerServiceTests {
         #expect(try harness.rows()["slow-down"]?.state == "deleted")
         try await harness.shutdown()
     }
+
+    @Test("an outcome whose write fails is retried until it is committed, never dropped")
+    func failedWritesAreRetried() async throws {
+        let harness = try await ServiceHarness.start()
+        try harness.enqueue(["confirmed"])
+        harness.store.failingWrites.withLock { $0 = 2 }
+        try await harness.service(ServiceHarness.options()).run()
+        #expect(try harness.rows()["confirmed"]?.state == "deleted")
+        #expect(harness.simulator.counters.requests == 1)
+        #expect(harness.logs.lines.filter { $0.message == "cannot write outcomes; retrying" }.count == 2)
+        #expect(harness.logs.lines.contains { $0.message == "outcomes written after retrying" })
+        try await harness.shutdown()
+    }
 }

@@ -132,6 +132,8 @@ final class ObservedStore: QueueStore {
     let inner: SQLiteQueueStore
     /// One entry per `apply` call: the outcomes of its batch, and whether each lease held.
     let applied = EventLog<[(outcome: AuditOutcome, id: String, held: Bool)]>()
+    /// How many of the next `apply` calls fail as if the database stayed busy.
+    let failingWrites = Mutex(0)
 
     init(_ inner: SQLiteQueueStore) { self.inner = inner }
 
@@ -142,6 +144,11 @@ final class ObservedStore: QueueStore {
         try inner.claim(limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
     }
     func apply(_ transitions: [TaskTransition]) throws -> [Bool] {
+        let fail = failingWrites.withLock { remaining in
+            defer { remaining = max(0, remaining - 1) }
+            return remaining > 0
+        }
+        if fail { throw SQLiteError(code: 5, message: "database is locked", context: "a test") }
         let held = try inner.apply(transitions)
         applied.append(zip(transitions, held).map { ($0.audit.outcome, $0.task.exportTaskID, $1) })
         return held
