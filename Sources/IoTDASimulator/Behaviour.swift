@@ -51,14 +51,15 @@ extension IoTDASimulator {
             self.shares = shares.filter { $0.weight > 0 }
         }
 
-        /// 90% deleted, 4% not found, 2% forbidden, 2% one 429 (Retry-After 1 s) then deleted,
-        /// 2% one 503 then deleted: what the `demo` command shows.
+        /// 91.8% deleted, 4% not found, 2% forbidden, 2% one 503 then deleted, 0.2% one 429
+        /// (Retry-After 1 s) then deleted: what the `demo` command shows.
         public static let realistic = Mix([
-            Share(90, .deleteOnce),
-            Share(4, .notFound),
-            Share(2, .forbidden),
+            Share(918, .deleteOnce),
+            Share(40, .notFound),
+            Share(20, .forbidden),
+            // Rare: a 429 slows the whole service down, as an overloaded server should.
             Share(2, .tooManyRequests(retryAfterSeconds: 1, times: 1)),
-            Share(2, .serverError(status: 503, times: 1)),
+            Share(20, .serverError(status: 503, times: 1)),
         ])
 
         /// The behaviour for `exportTaskID`.

@@ -226,9 +226,10 @@ struct SimulatorTests {
             #expect(mix.behaviour(for: id) == behaviour)
             counts[behaviour, default: 0] += 1
         }
+        let total = Double(mix.shares.map(\.weight).reduce(0, +))
         for share in mix.shares {
             let fraction = Double(counts[share.behaviour] ?? 0) / 20_000
-            #expect(abs(fraction - Double(share.weight) / 100) < 0.01, "\(share.behaviour): \(fraction)")
+            #expect(abs(fraction - Double(share.weight) / total) < 0.01, "\(share.behaviour): \(fraction)")
         }
 
         // The simulator applies it to IDs without a script.
