@@ -35,21 +35,27 @@ struct EnqueueCommand: ParsableCommand {
         let project = projectID == configuration.projectID ? nil : projectID
         let instance = instanceID == configuration.instanceID ? nil : instanceID
 
-        var items: [EnqueueItem] = []
-        var fromArguments = false
-        if ids.isEmpty {
-            let input = FileHandle.standardInput.readDataToEndOfFile()
-            items = IDList.parse(Array(input)).map {
-                EnqueueItem(exportTaskID: $0.id, projectID: project, instanceID: instance, line: $0.line)
-            }
-        } else {
-            fromArguments = true
-            items = ids.enumerated().map {
+        let summary: EnqueueSummary
+        let fromArguments = !ids.isEmpty
+        if fromArguments {
+            let items = ids.enumerated().map {
                 EnqueueItem(exportTaskID: $0.element.trimmingCharacters(in: .whitespaces), projectID: project,
                             instanceID: instance, line: $0.offset + 1)
             }
+            summary = try store.enqueue(items, now: Date())
+        } else {
+            // Items are made as the store takes them: a list of millions is held once, as read.
+            let input = FileHandle.standardInput.readDataToEndOfFile()
+            summary = try input.withUnsafeBytes { bytes in
+                let lines = IDList.Lines(bytes)
+                var entries = lines.makeIterator()
+                return try store.enqueue(expectedCount: lines.lineCount, now: Date()) {
+                    entries.next().map {
+                        EnqueueItem(exportTaskID: $0.id, projectID: project, instanceID: instance, line: $0.line)
+                    }
+                }
+            }
         }
-        let summary = try store.enqueue(items, now: Date())
         for invalid in summary.invalid {
             let place = fromArguments ? "argument \(invalid.line ?? 0)" : "line \(invalid.line ?? 0)"
             Console.error("\(place): invalid export task ID \(IDList.quoted(invalid.exportTaskID)): \(invalid.problem)")

@@ -42,6 +42,9 @@ struct ExportTaskCleanerCommand: AsyncParsableCommand {
         version: ExportTaskCleanerVersion.current,
         subcommands: [
             RunCommand.self, EnqueueCommand.self, StatusCommand.self, AuditCommand.self, RequeueCommand.self,
+            DemoCommand.self,
+            SimulateCommand.self,
+            BenchStoreCommand.self,
         ]
     )
 }

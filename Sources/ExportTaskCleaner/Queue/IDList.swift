@@ -2,26 +2,57 @@
 public enum IDList {
     /// Lines with their 1-based numbers; blank and `#` lines skipped, whitespace trimmed.
     public static func parse(_ bytes: [UInt8]) -> [(id: String, line: Int)] {
-        var result: [(id: String, line: Int)] = []
-        result.reserveCapacity(bytes.count / 24)
-        var line = 0
-        var start = 0
-        bytes.withUnsafeBufferPointer { buffer in
-            func take(_ end: Int) {
-                line += 1
-                var low = start, high = end
-                while low < high, isSpace(buffer[low]) { low += 1 }
-                while high > low, isSpace(buffer[high - 1]) { high -= 1 }
-                guard low < high, buffer[low] != UInt8(ascii: "#") else { return }
-                result.append((String(decoding: UnsafeBufferPointer(rebasing: buffer[low..<high]), as: UTF8.self), line))
+        bytes.withUnsafeBytes { buffer in
+            var result: [(id: String, line: Int)] = []
+            result.reserveCapacity(bytes.count / 24)
+            for entry in Lines(buffer) {
+                result.append(entry)
             }
-            for index in 0..<buffer.count where buffer[index] == UInt8(ascii: "\n") {
-                take(index)
-                start = index + 1
-            }
-            if start < buffer.count { take(buffer.count) }
+            return result
         }
-        return result
+    }
+
+    /// The entries of a list in memory, read as they are iterated: each ID (trimmed) with its
+    /// 1-based line number; blank lines and `#` lines skipped. Valid while `bytes` is.
+    public struct Lines: Sequence {
+        public let bytes: UnsafeRawBufferPointer
+
+        public init(_ bytes: UnsafeRawBufferPointer) {
+            self.bytes = bytes
+        }
+
+        /// How many lines the list has (a last line without a newline counts).
+        public var lineCount: Int {
+            var count = 0
+            for byte in bytes where byte == UInt8(ascii: "\n") { count += 1 }
+            if let last = bytes.last, last != UInt8(ascii: "\n") { count += 1 }
+            return count
+        }
+
+        public func makeIterator() -> Iterator {
+            Iterator(bytes: bytes)
+        }
+
+        public struct Iterator: IteratorProtocol {
+            let bytes: UnsafeRawBufferPointer
+            var start = 0
+            var line = 0
+
+            public mutating func next() -> (id: String, line: Int)? {
+                while start < bytes.count {
+                    var end = start
+                    while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+                    line += 1
+                    var low = start, high = end
+                    start = end + 1
+                    while low < high, isSpace(bytes[low]) { low += 1 }
+                    while high > low, isSpace(bytes[high - 1]) { high -= 1 }
+                    guard low < high, bytes[low] != UInt8(ascii: "#") else { continue }
+                    return (String(decoding: UnsafeRawBufferPointer(rebasing: bytes[low..<high]), as: UTF8.self), line)
+                }
+                return nil
+            }
+        }
     }
 
     private static func isSpace(_ byte: UInt8) -> Bool {

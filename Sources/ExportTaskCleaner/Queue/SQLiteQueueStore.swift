@@ -55,132 +55,346 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
 
     // MARK: Feeding
 
+    /// Valid IDs go in by `enqueueChunk` rows per statement: one `sqlite3_step` per row costs
+    /// as much again as the insert itself (cursors opened, seeks from the root, allocations).
+    static let enqueueChunk = 250
+
+    /// `INSERT OR IGNORE … VALUES (?4, ?1, ?2, ?3, ?3), (?5, ?1, ?2, ?3, ?3), …`: `enqueueChunk`
+    /// IDs (from `?4`) sharing one project (`?1`), instance (`?2`) and time (`?3`). SQLite
+    /// inserts multi-row VALUES in the order written, so row IDs follow the input.
+    private static let chunkInsertSQL = """
+        INSERT OR IGNORE INTO export_tasks (export_task_id, project_id, instance_id, enqueued_at, next_attempt_at)
+        VALUES \((0..<enqueueChunk).map { "(?\($0 + 4), ?1, ?2, ?3, ?3)" }.joined(separator: ", "))
+        """
+
+    /// Page cache for a large enqueue (KiB): the unique index takes IDs in input order, that is
+    /// at random places, and a small cache spills and re-reads its pages on every insert.
+    private static func enqueueCacheKiB(items: Int) -> Int {
+        min(128 * 1024, items / 1024 * 64)
+    }
+
     public func enqueue(_ items: [EnqueueItem], now: Date) throws -> EnqueueSummary {
+        var iterator = items.makeIterator()
+        return try enqueue(expectedCount: items.count, now: now) { iterator.next() }
+    }
+
+    /// `enqueue` for items made as they are read (one transaction all the same), so that a
+    /// long list is never held in memory twice: `next` is called until it returns nil.
+    /// `expectedCount` sizes the page cache. (A closure rather than a generic sequence: this
+    /// module's generics are not specialized for callers in others.)
+    public func enqueue(expectedCount: Int, now: Date, next: () throws -> EnqueueItem?) throws -> EnqueueSummary {
         let at = Timestamp.format(now)
         return try withConnection { db in
-            try db.writeTransaction {
-                let insert = try db.prepare("""
-                    INSERT OR IGNORE INTO export_tasks (export_task_id, project_id, instance_id, enqueued_at, next_attempt_at)
-                    VALUES (?1, ?2, ?3, ?4, ?4)
-                    """)
-                let insertInvalid = try db.prepare("""
-                    INSERT OR IGNORE INTO export_tasks
-                        (export_task_id, project_id, instance_id, state, enqueued_at, next_attempt_at, finished_at)
-                    VALUES (?1, ?2, ?3, 'invalid', ?4, ?4, ?4)
-                    """)
-                var summary = EnqueueSummary()
-                for item in items {
-                    let valid = ExportTaskID.isValid(item.exportTaskID)
-                    let statement = valid ? insert : insertInvalid
-                    statement.bind(item.exportTaskID, at: 1)
-                    statement.bind(item.projectID, at: 2)
-                    statement.bind(item.instanceID, at: 3)
-                    statement.bind(at, at: 4)
-                    try statement.run()
-                    let inserted = db.changes == 1
-                    if valid {
-                        if inserted { summary.queued += 1 } else { summary.alreadyQueued += 1 }
-                        continue
-                    }
-                    summary.invalid.append(.init(
-                        exportTaskID: item.exportTaskID, line: item.line,
-                        problem: ExportTaskID.problem(with: item.exportTaskID) ?? "invalid"))
-                    if inserted {
-                        try insertAudit(db, taskID: db.lastInsertRowID, exportTaskID: item.exportTaskID,
-                                        projectID: item.projectID, record: AuditRecord(outcome: .invalid, at: now))
-                    }
+            let cacheKiB = Self.enqueueCacheKiB(items: expectedCount)
+            var savedCacheSize: Int?
+            if cacheKiB > 2048 {
+                savedCacheSize = try db.scalarInt("PRAGMA cache_size")
+                try db.execute("PRAGMA cache_size = -\(cacheKiB)")
+            }
+            defer {
+                if let savedCacheSize { try? db.execute("PRAGMA cache_size = \(savedCacheSize)") }
+            }
+            return try db.writeTransaction {
+                var writer = try EnqueueWriter(db: db, at: at, now: now, store: self)
+                while let item = try next() {
+                    try writer.add(item)
                 }
-                return summary
+                try writer.flush()
+                return writer.summary
+            }
+        }
+    }
+
+    /// Inserts in input order: runs of valid IDs for one project and instance by the chunk, the
+    /// rest (a shorter run's IDs, invalid IDs) row by row.
+    private struct EnqueueWriter {
+        let db: SQLiteConnection
+        let at: String
+        let now: Date
+        let store: SQLiteQueueStore
+        let insert: SQLiteStatement
+        let insertInvalid: SQLiteStatement
+        var run: [EnqueueItem] = []
+        var summary = EnqueueSummary()
+
+        init(db: SQLiteConnection, at: String, now: Date, store: SQLiteQueueStore) throws {
+            self.db = db
+            self.at = at
+            self.now = now
+            self.store = store
+            insert = try db.prepare("""
+                INSERT OR IGNORE INTO export_tasks (export_task_id, project_id, instance_id, enqueued_at, next_attempt_at)
+                VALUES (?1, ?2, ?3, ?4, ?4)
+                """)
+            insertInvalid = try db.prepare("""
+                INSERT OR IGNORE INTO export_tasks
+                    (export_task_id, project_id, instance_id, state, enqueued_at, next_attempt_at, finished_at)
+                VALUES (?1, ?2, ?3, 'invalid', ?4, ?4, ?4)
+                """)
+            run.reserveCapacity(SQLiteQueueStore.enqueueChunk)
+        }
+
+        mutating func add(_ item: EnqueueItem) throws {
+            guard ExportTaskID.isValid(item.exportTaskID) else {
+                try flush()
+                try insertOne(item, valid: false)
+                return
+            }
+            if let first = run.first, first.projectID != item.projectID || first.instanceID != item.instanceID {
+                try flush()
+            }
+            run.append(item)
+            if run.count == SQLiteQueueStore.enqueueChunk {
+                let statement = try db.prepare(SQLiteQueueStore.chunkInsertSQL)
+                statement.bind(item.projectID, at: 1)
+                statement.bind(item.instanceID, at: 2)
+                statement.bind(at, at: 3)
+                for (offset, queued) in run.enumerated() {
+                    statement.bind(queued.exportTaskID, at: Int32(offset + 4))
+                }
+                try statement.run()
+                let inserted = db.changes
+                summary.queued += inserted
+                summary.alreadyQueued += run.count - inserted
+                run.removeAll(keepingCapacity: true)
+            }
+        }
+
+        /// Writes a run shorter than a chunk, row by row.
+        mutating func flush() throws {
+            for item in run {
+                try insertOne(item, valid: true)
+            }
+            run.removeAll(keepingCapacity: true)
+        }
+
+        private mutating func insertOne(_ item: EnqueueItem, valid: Bool) throws {
+            let statement = valid ? insert : insertInvalid
+            statement.bind(item.exportTaskID, at: 1)
+            statement.bind(item.projectID, at: 2)
+            statement.bind(item.instanceID, at: 3)
+            statement.bind(at, at: 4)
+            try statement.run()
+            let inserted = db.changes == 1
+            if valid {
+                if inserted { summary.queued += 1 } else { summary.alreadyQueued += 1 }
+                return
+            }
+            summary.invalid.append(.init(
+                exportTaskID: item.exportTaskID, line: item.line,
+                problem: ExportTaskID.problem(with: item.exportTaskID) ?? "invalid"))
+            if inserted {
+                try store.insertAudit(db, taskID: db.lastInsertRowID, exportTaskID: item.exportTaskID,
+                                      projectID: item.projectID, record: AuditRecord(outcome: .invalid, at: now))
             }
         }
     }
 
     // MARK: Working
 
+    /// Claims of at most this many tasks read first and then lease row by row; larger ones run
+    /// as one statement.
+    static let smallClaim = 8
+
     public func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
         guard limit > 0 else { return [] }
         return try withConnection { db in
             try db.writeTransaction {
-                let statement = try db.prepare("""
-                    UPDATE export_tasks SET state = 'in_progress', lease_token = ?1, lease_expires_at = ?2
-                    WHERE id IN (
-                        SELECT id FROM export_tasks
-                        WHERE state = 'pending' AND next_attempt_at <= ?3
-                        ORDER BY next_attempt_at, id LIMIT ?4)
-                    RETURNING id, export_task_id, project_id, instance_id, attempts
-                    """)
-                defer { statement.reset() }
-                statement.bind(leaseToken, at: 1)
-                statement.bind(Timestamp.format(leaseUntil), at: 2)
-                statement.bind(Timestamp.format(now), at: 3)
-                statement.bind(limit, at: 4)
-                var tasks: [ClaimedTask] = []
-                while try statement.step() {
-                    tasks.append(ClaimedTask(
-                        id: statement.int(0), exportTaskID: statement.string(1),
-                        projectID: statement.optionalString(2), instanceID: statement.optionalString(3),
-                        attempts: statement.int(4), leaseToken: leaseToken))
-                }
+                let tasks = limit <= Self.smallClaim
+                    ? try claimRowByRow(db, limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
+                    : try claimAtOnce(db, limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
                 return tasks.sorted { $0.id < $1.id }
             }
         }
+    }
+
+    /// One statement: cheapest per task for a large claim, but SQLite builds four temporary
+    /// tables for it (the IN list, RETURNING, …), a fixed cost a claim of one task pays in full.
+    private func claimAtOnce(_ db: SQLiteConnection, limit: Int, leaseToken: String, leaseUntil: Date,
+                             now: Date) throws -> [ClaimedTask] {
+        let statement = try db.prepare("""
+            UPDATE export_tasks SET state = 'in_progress', lease_token = ?1, lease_expires_at = ?2
+            WHERE id IN (
+                SELECT id FROM export_tasks
+                WHERE state = 'pending' AND next_attempt_at <= ?3
+                ORDER BY next_attempt_at, id LIMIT ?4)
+            RETURNING id, export_task_id, project_id, instance_id, attempts
+            """)
+        defer { statement.reset() }
+        statement.bind(leaseToken, at: 1)
+        statement.bind(Timestamp.format(leaseUntil), at: 2)
+        statement.bind(Timestamp.format(now), at: 3)
+        statement.bind(limit, at: 4)
+        var tasks: [ClaimedTask] = []
+        while try statement.step() {
+            tasks.append(ClaimedTask(
+                id: statement.int(0), exportTaskID: statement.string(1),
+                projectID: statement.optionalString(2), instanceID: statement.optionalString(3),
+                attempts: statement.int(4), leaseToken: leaseToken))
+        }
+        return tasks
+    }
+
+    /// A plain SELECT, then an UPDATE by row ID per task, in the same write transaction so
+    /// nothing changes in between: no temporary tables.
+    private func claimRowByRow(_ db: SQLiteConnection, limit: Int, leaseToken: String, leaseUntil: Date,
+                               now: Date) throws -> [ClaimedTask] {
+        let select = try db.prepare("""
+            SELECT id, export_task_id, project_id, instance_id, attempts FROM export_tasks
+            WHERE state = 'pending' AND next_attempt_at <= ?1
+            ORDER BY next_attempt_at, id LIMIT ?2
+            """)
+        select.bind(Timestamp.format(now), at: 1)
+        select.bind(limit, at: 2)
+        var tasks: [ClaimedTask] = []
+        do {
+            defer { select.reset() }
+            while try select.step() {
+                tasks.append(ClaimedTask(
+                    id: select.int(0), exportTaskID: select.string(1),
+                    projectID: select.optionalString(2), instanceID: select.optionalString(3),
+                    attempts: select.int(4), leaseToken: leaseToken))
+            }
+        }
+        guard !tasks.isEmpty else { return [] }
+        let lease = try db.prepare("""
+            UPDATE export_tasks SET state = 'in_progress', lease_token = ?1, lease_expires_at = ?2 WHERE id = ?3
+            """)
+        let until = Timestamp.format(leaseUntil)
+        for task in tasks {
+            lease.bind(leaseToken, at: 1)
+            lease.bind(until, at: 2)
+            lease.bind(task.id, at: 3)
+            try lease.run()
+        }
+        return tasks
     }
 
     public func apply(_ transitions: [TaskTransition]) throws -> [Bool] {
         guard !transitions.isEmpty else { return [] }
         return try withConnection { db in
             try db.writeTransaction {
-                let withResponse = try db.prepare("""
-                    UPDATE export_tasks SET state = ?1, next_attempt_at = coalesce(?2, next_attempt_at),
-                        finished_at = ?3, lease_token = NULL, lease_expires_at = NULL,
-                        attempts = ?4, last_http_status = ?5, last_error_code = ?6,
-                        last_error_message = ?7, last_request_id = ?8
-                    WHERE id = ?9 AND lease_token = ?10 AND state = 'in_progress'
-                    """)
-                let withoutRequest = try db.prepare("""
-                    UPDATE export_tasks SET state = ?1, next_attempt_at = coalesce(?2, next_attempt_at),
-                        finished_at = ?3, lease_token = NULL, lease_expires_at = NULL
-                    WHERE id = ?9 AND lease_token = ?10 AND state = 'in_progress'
-                    """)
-                var applied: [Bool] = []
-                applied.reserveCapacity(transitions.count)
-                for transition in transitions {
-                    let record = transition.audit
-                    let statement = record.hasRequest ? withResponse : withoutRequest
-                    switch transition.change {
-                    case .finish(let state):
-                        statement.bind(state.rawValue, at: 1)
-                        statement.bind(nil as String?, at: 2)
-                        statement.bind(Timestamp.format(record.at), at: 3)
-                    case .retry(let due):
-                        statement.bind(TaskState.pending.rawValue, at: 1)
-                        statement.bind(Timestamp.format(due), at: 2)
-                        statement.bind(nil as String?, at: 3)
-                    case .release:
-                        statement.bind(TaskState.pending.rawValue, at: 1)
-                        statement.bind(nil as String?, at: 2)
-                        statement.bind(nil as String?, at: 3)
-                    }
-                    if record.hasRequest {
-                        statement.bind(transition.attempts, at: 4)
-                        statement.bind(record.httpStatus, at: 5)
-                        statement.bind(record.errorCode, at: 6)
-                        statement.bind(record.errorMessage, at: 7)
-                        statement.bind(record.requestID, at: 8)
-                    }
-                    statement.bind(transition.task.id, at: 9)
-                    statement.bind(transition.task.leaseToken, at: 10)
-                    try statement.run()
-                    let held = db.changes == 1
-                    applied.append(held)
-                    if held {
-                        try insertAudit(db, taskID: transition.task.id, exportTaskID: transition.task.exportTaskID,
-                                        projectID: transition.task.projectID, record: record)
-                    }
+                var audit = AuditRows(runner: runner)
+                let applied = Set(transitions.map(\.task.id)).count == transitions.count
+                    ? try applyBatched(transitions, db)
+                    : try applyOneByOne(transitions, db)
+                for (transition, held) in zip(transitions, applied) where held {
+                    audit.append(taskID: transition.task.id, exportTaskID: transition.task.exportTaskID,
+                                 projectID: transition.task.projectID, record: transition.audit)
                 }
+                try audit.write(db)
                 return applied
             }
         }
+    }
+
+    /// The columns a transition sets: `state`, `next_attempt_at` (nil: unchanged), `finished_at`.
+    private static func columns(of transition: TaskTransition) -> (state: String, due: String?, finishedAt: String?) {
+        switch transition.change {
+        case .finish(let state): (state.rawValue, nil, Timestamp.format(transition.audit.at))
+        case .retry(let due): (TaskState.pending.rawValue, Timestamp.format(due), nil)
+        case .release: (TaskState.pending.rawValue, nil, nil)
+        }
+    }
+
+    private static let applyChunkSizes = [32, 16, 8, 4, 2, 1]
+
+    /// `UPDATE … FROM (VALUES …) RETURNING id` for `size` transitions of 11 values each:
+    /// id, state, next_attempt_at, finished_at, attempts, last_http_status, last_error_code,
+    /// last_error_message, last_request_id, lease token, and whether a request was sent
+    /// (without one, `attempts` and the `last_*` columns keep their values).
+    private static let applySQL: [String] = applyChunkSizes.map { size in
+        let rows = (0..<size).map { row in
+            "(" + (1...11).map { "?\(row * 11 + $0)" }.joined(separator: ", ") + ")"
+        }
+        return """
+            UPDATE export_tasks SET state = v.column2, next_attempt_at = coalesce(v.column3, export_tasks.next_attempt_at),
+                finished_at = v.column4, lease_token = NULL, lease_expires_at = NULL,
+                attempts = CASE WHEN v.column11 THEN v.column5 ELSE export_tasks.attempts END,
+                last_http_status = CASE WHEN v.column11 THEN v.column6 ELSE export_tasks.last_http_status END,
+                last_error_code = CASE WHEN v.column11 THEN v.column7 ELSE export_tasks.last_error_code END,
+                last_error_message = CASE WHEN v.column11 THEN v.column8 ELSE export_tasks.last_error_message END,
+                last_request_id = CASE WHEN v.column11 THEN v.column9 ELSE export_tasks.last_request_id END
+            FROM (VALUES \(rows.joined(separator: ", "))) AS v
+            WHERE export_tasks.id = v.column1 AND export_tasks.lease_token = v.column10
+                AND export_tasks.state = 'in_progress'
+            RETURNING export_tasks.id
+            """
+    }
+
+    /// Transitions of distinct tasks, up to 32 per statement: a statement per task costs as
+    /// much again as the update itself.
+    private func applyBatched(_ transitions: [TaskTransition], _ db: SQLiteConnection) throws -> [Bool] {
+        var held = Set<Int>()
+        held.reserveCapacity(transitions.count)
+        var next = 0
+        while next < transitions.count {
+            let choice = Self.applyChunkSizes.firstIndex { $0 <= transitions.count - next } ?? Self.applyChunkSizes.count - 1
+            let size = Self.applyChunkSizes[choice]
+            let statement = try db.prepare(Self.applySQL[choice])
+            defer { statement.reset() }
+            for offset in 0..<size {
+                let transition = transitions[next + offset]
+                let record = transition.audit
+                let base = Int32(offset * 11)
+                let (state, due, finishedAt) = Self.columns(of: transition)
+                statement.bind(transition.task.id, at: base + 1)
+                statement.bind(state, at: base + 2)
+                statement.bind(due, at: base + 3)
+                statement.bind(finishedAt, at: base + 4)
+                statement.bind(transition.attempts, at: base + 5)
+                statement.bind(record.httpStatus, at: base + 6)
+                statement.bind(record.errorCode, at: base + 7)
+                statement.bind(record.errorMessage, at: base + 8)
+                statement.bind(record.requestID, at: base + 9)
+                statement.bind(transition.task.leaseToken, at: base + 10)
+                statement.bind(record.hasRequest ? 1 : 0, at: base + 11)
+            }
+            while try statement.step() {
+                held.insert(statement.int(0))
+            }
+            next += size
+        }
+        return transitions.map { held.contains($0.task.id) }
+    }
+
+    /// One statement per transition, in order: for a batch naming a task twice, where the
+    /// first transition wins and the second finds the lease gone.
+    private func applyOneByOne(_ transitions: [TaskTransition], _ db: SQLiteConnection) throws -> [Bool] {
+        let withResponse = try db.prepare("""
+            UPDATE export_tasks SET state = ?1, next_attempt_at = coalesce(?2, next_attempt_at),
+                finished_at = ?3, lease_token = NULL, lease_expires_at = NULL,
+                attempts = ?4, last_http_status = ?5, last_error_code = ?6,
+                last_error_message = ?7, last_request_id = ?8
+            WHERE id = ?9 AND lease_token = ?10 AND state = 'in_progress'
+            """)
+        let withoutRequest = try db.prepare("""
+            UPDATE export_tasks SET state = ?1, next_attempt_at = coalesce(?2, next_attempt_at),
+                finished_at = ?3, lease_token = NULL, lease_expires_at = NULL
+            WHERE id = ?9 AND lease_token = ?10 AND state = 'in_progress'
+            """)
+        var applied: [Bool] = []
+        applied.reserveCapacity(transitions.count)
+        for transition in transitions {
+            let record = transition.audit
+            let statement = record.hasRequest ? withResponse : withoutRequest
+            let (state, due, finishedAt) = Self.columns(of: transition)
+            statement.bind(state, at: 1)
+            statement.bind(due, at: 2)
+            statement.bind(finishedAt, at: 3)
+            if record.hasRequest {
+                statement.bind(transition.attempts, at: 4)
+                statement.bind(record.httpStatus, at: 5)
+                statement.bind(record.errorCode, at: 6)
+                statement.bind(record.errorMessage, at: 7)
+                statement.bind(record.requestID, at: 8)
+            }
+            statement.bind(transition.task.id, at: 9)
+            statement.bind(transition.task.leaseToken, at: 10)
+            try statement.run()
+            applied.append(db.changes == 1)
+        }
+        return applied
     }
 
     public func renewLeases(tokens: [String], until: Date) throws {
@@ -424,7 +638,72 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
 
     // MARK: Audit rows
 
-    private func insertAudit(_ db: SQLiteConnection, taskID: Int, exportTaskID: String, projectID: String?,
+    /// Audit rows gathered in a transaction and written at its end in multi-row INSERTs (32,
+    /// 16, … 1 rows each), in the order appended: a statement per row costs as much again as
+    /// the insert itself.
+    private struct AuditRows {
+        private struct Row {
+            var taskID: Int
+            var exportTaskID: String
+            var projectID: String?
+            var record: AuditRecord
+        }
+
+        private static let columnsPerRow = 12
+        private static let chunkSizes = [32, 16, 8, 4, 2, 1]
+        /// `?1` is the runner, shared; row `r` takes `?(2 + 12r)` to `?(13 + 12r)`.
+        private static let sql: [String] = chunkSizes.map { size in
+            let rows = (0..<size).map { row in
+                let base = 2 + columnsPerRow * row
+                return "(" + (0..<columnsPerRow).map { "?\(base + $0)" }.joined(separator: ", ") + ", ?1)"
+            }
+            return "INSERT INTO audit_log (task_id, export_task_id, project_id, attempt, at, duration_ms, http_status, "
+                + "error_code, error_message, request_id, outcome, delivery, runner) VALUES "
+                + rows.joined(separator: ", ")
+        }
+
+        let runner: String
+        private var rows: [Row] = []
+
+        init(runner: String) {
+            self.runner = runner
+        }
+
+        mutating func append(taskID: Int, exportTaskID: String, projectID: String?, record: AuditRecord) {
+            rows.append(Row(taskID: taskID, exportTaskID: exportTaskID, projectID: projectID, record: record))
+        }
+
+        func write(_ db: SQLiteConnection) throws {
+            var next = 0
+            while next < rows.count {
+                let choice = Self.chunkSizes.firstIndex { $0 <= rows.count - next } ?? Self.chunkSizes.count - 1
+                let size = Self.chunkSizes[choice]
+                let statement = try db.prepare(Self.sql[choice])
+                statement.bind(runner, at: 1)
+                for offset in 0..<size {
+                    let row = rows[next + offset]
+                    let record = row.record
+                    let base = Int32(2 + Self.columnsPerRow * offset)
+                    statement.bind(row.taskID, at: base)
+                    statement.bind(row.exportTaskID, at: base + 1)
+                    statement.bind(row.projectID, at: base + 2)
+                    statement.bind(record.attempt, at: base + 3)
+                    statement.bind(Timestamp.format(record.at), at: base + 4)
+                    statement.bind(record.durationMilliseconds, at: base + 5)
+                    statement.bind(record.httpStatus, at: base + 6)
+                    statement.bind(record.errorCode, at: base + 7)
+                    statement.bind(record.errorMessage, at: base + 8)
+                    statement.bind(record.requestID, at: base + 9)
+                    statement.bind(record.outcome.rawValue, at: base + 10)
+                    statement.bind(record.delivery?.rawValue, at: base + 11)
+                }
+                try statement.run()
+                next += size
+            }
+        }
+    }
+
+    fileprivate func insertAudit(_ db: SQLiteConnection, taskID: Int, exportTaskID: String, projectID: String?,
                              record: AuditRecord) throws {
         let statement = try db.prepare("""
             INSERT INTO audit_log (task_id, export_task_id, project_id, attempt, at, duration_ms, http_status,

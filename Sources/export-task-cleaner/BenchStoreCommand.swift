@@ -1,0 +1,94 @@
+import ArgumentParser
+import ExportTaskCleaner
+import Foundation
+
+/// Measures the queue store alone, for `scripts/bench`: a fresh database with `--tasks` pending
+/// tasks, then `claim(limit: batch)` and one `apply` of `batch` finish transitions (deleted,
+/// each with its audit row, as after a 204) until nothing is left. Hidden from help.
+struct BenchStoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-store",
+        abstract: "Measures the queue store's claim and finish throughput on a fresh database.",
+        shouldDisplay: false)
+
+    @Option(name: .long, help: ArgumentHelp("The database to create (must not exist).", valueName: "path"))
+    var database: String
+
+    @Option(name: .long, help: "Pending tasks to create.")
+    var tasks = 200_000
+
+    @Option(name: .long, help: "Tasks per claim and per apply.")
+    var batch = 64
+
+    func validate() throws {
+        guard tasks > 0 else { throw ValidationError("--tasks must be at least 1") }
+        guard batch > 0 else { throw ValidationError("--batch must be at least 1") }
+        guard !FileManager.default.fileExists(atPath: database) else {
+            throw ValidationError("--database: \(database) exists; give a path to a new file")
+        }
+    }
+
+    func run() throws {
+        let store = try SQLiteQueueStore(path: database)
+        let fillStart = ContinuousClock.now
+        var items: [EnqueueItem] = []
+        items.reserveCapacity(tasks)
+        for index in 0..<tasks {
+            items.append(EnqueueItem(exportTaskID: "bench-\(index)"))
+        }
+        let summary = try store.enqueue(items, now: Date())
+        items = []
+        let fillSeconds = (ContinuousClock.now - fillStart).seconds
+        guard summary.queued == tasks else {
+            throw CleanerError.runtime("bench-store: \(summary.queued) of \(tasks) tasks queued")
+        }
+
+        let start = ContinuousClock.now
+        let cpuStart = Self.processCPUSeconds()
+        var finished = 0
+        var rounds = 0
+        var claimTime = Duration.zero
+        while finished < tasks, rounds <= tasks {
+            rounds += 1
+            let now = Date()
+            let claimStart = ContinuousClock.now
+            let claimed = try store.claim(limit: batch, leaseToken: "bench-\(rounds)",
+                                          leaseUntil: now.addingTimeInterval(300), now: now)
+            claimTime += ContinuousClock.now - claimStart
+            if claimed.isEmpty { break }
+            let at = Date()
+            let transitions = claimed.map { task in
+                TaskTransition(task: task, change: .finish(.deleted), attempts: task.attempts + 1,
+                               audit: AuditRecord(outcome: .deleted, at: at, attempt: task.attempts + 1,
+                                                  durationMilliseconds: 20, httpStatus: 204,
+                                                  requestID: "0123456789abcdef0123456789abcdef", delivery: .answered))
+            }
+            let applied = try store.apply(transitions)
+            finished += applied.filter { $0 }.count
+        }
+        let seconds = (ContinuousClock.now - start).seconds
+        let cpuSeconds = Self.processCPUSeconds() - cpuStart
+        guard finished == tasks else {
+            throw CleanerError.runtime("bench-store: finished \(finished) of \(tasks) tasks")
+        }
+        let rate = Double(finished) / seconds
+        print("fill \(tasks) tasks: \(String(format: "%.3f", fillSeconds)) s")
+        print("claim+finish \(finished) tasks in batches of \(batch): \(String(format: "%.3f", seconds)) s, \(Int(rate.rounded())) tasks/s, \(String(format: "%.1f", cpuSeconds * 1e6 / Double(finished))) µs CPU per task (claim \(String(format: "%.0f", claimTime.seconds / seconds * 100)) % of the time)")
+    }
+}
+
+extension BenchStoreCommand {
+    /// CPU time of this process (user and system), in seconds.
+    static func processCPUSeconds() -> Double {
+        var spec = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }
+}
+
+private extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
