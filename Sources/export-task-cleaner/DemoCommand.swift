@@ -21,8 +21,10 @@ struct DemoCommand: AsyncParsableCommand {
             Starts the simulator on 127.0.0.1 (realistic mix of answers: mostly 204, some 404 and 403, a few \
             429 and 503; 20 ms latency; signatures checked with a made-up key), queues the IDs in a new \
             database in a temporary folder, and drains it with the real service. Needs no configuration \
-            file and no credentials. Ctrl-C stops it gracefully; the summary is printed either way.
+            file and no credentials (--config is accepted, as by every command, but not read: the demo             writes its own next to its database). Ctrl-C stops it gracefully; the summary is printed either way.
             """)
+
+    @OptionGroup var config: ConfigOption
 
     @Option(name: .long, help: ArgumentHelp("How many export tasks to queue (1 to 1,000,000).", valueName: "n"))
     var tasks = 1_000
