@@ -297,13 +297,14 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         }
     }
 
-    private static let applyChunkSizes = [32, 16, 8, 4, 2, 1]
+    /// Rows per multi-row statement, largest first: a batch is written with as few as possible.
+    fileprivate static let statementBatchSizes = [32, 16, 8, 4, 2, 1]
 
     /// `UPDATE … FROM (VALUES …) RETURNING id` for `size` transitions of 11 values each:
     /// id, state, next_attempt_at, finished_at, attempts, last_http_status, last_error_code,
     /// last_error_message, last_request_id, lease token, and whether a request was sent
     /// (without one, `attempts` and the `last_*` columns keep their values).
-    private static let applySQL: [String] = applyChunkSizes.map { size in
+    private static let applySQL: [String] = statementBatchSizes.map { size in
         let rows = (0..<size).map { row in
             "(" + (1...11).map { "?\(row * 11 + $0)" }.joined(separator: ", ") + ")"
         }
@@ -329,8 +330,8 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         held.reserveCapacity(transitions.count)
         var next = 0
         while next < transitions.count {
-            let choice = Self.applyChunkSizes.firstIndex { $0 <= transitions.count - next } ?? Self.applyChunkSizes.count - 1
-            let size = Self.applyChunkSizes[choice]
+            let choice = Self.statementBatchSizes.firstIndex { $0 <= transitions.count - next } ?? Self.statementBatchSizes.count - 1
+            let size = Self.statementBatchSizes[choice]
             let statement = try db.prepare(Self.applySQL[choice])
             defer { statement.reset() }
             for offset in 0..<size {
@@ -650,7 +651,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         }
 
         private static let columnsPerRow = 12
-        private static let chunkSizes = [32, 16, 8, 4, 2, 1]
+        private static let chunkSizes = SQLiteQueueStore.statementBatchSizes
         /// `?1` is the runner, shared; row `r` takes `?(2 + 12r)` to `?(13 + 12r)`.
         private static let sql: [String] = chunkSizes.map { size in
             let rows = (0..<size).map { row in
@@ -703,26 +704,11 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         }
     }
 
+    /// One audit row, through the same statement and bindings as a batch of them.
     fileprivate func insertAudit(_ db: SQLiteConnection, taskID: Int, exportTaskID: String, projectID: String?,
-                             record: AuditRecord) throws {
-        let statement = try db.prepare("""
-            INSERT INTO audit_log (task_id, export_task_id, project_id, attempt, at, duration_ms, http_status,
-                error_code, error_message, request_id, outcome, delivery, runner)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-            """)
-        statement.bind(taskID, at: 1)
-        statement.bind(exportTaskID, at: 2)
-        statement.bind(projectID, at: 3)
-        statement.bind(record.attempt, at: 4)
-        statement.bind(Timestamp.format(record.at), at: 5)
-        statement.bind(record.durationMilliseconds, at: 6)
-        statement.bind(record.httpStatus, at: 7)
-        statement.bind(record.errorCode, at: 8)
-        statement.bind(record.errorMessage, at: 9)
-        statement.bind(record.requestID, at: 10)
-        statement.bind(record.outcome.rawValue, at: 11)
-        statement.bind(record.delivery?.rawValue, at: 12)
-        statement.bind(runner, at: 13)
-        try statement.run()
+                                 record: AuditRecord) throws {
+        var rows = AuditRows(runner: runner)
+        rows.append(taskID: taskID, exportTaskID: exportTaskID, projectID: projectID, record: record)
+        try rows.write(db)
     }
 }
