@@ -1,46 +1,20 @@
 import Foundation
 import Logging
 
-/// What a delete task tells the work loop when it is done.
-struct TaskReport: Sendable {
-    var leaseToken: String
-    /// When the task is due again, if it was scheduled for a retry.
-    var retryAt: Date?
-}
-
 extension CleanerService {
-    /// Works one leased task to its outcome and commits it. Never throws: every failure is an
-    /// outcome of this task alone.
-    func process(_ task: ClaimedTask) async -> TaskReport {
-        var logger = self.logger
-        logger[metadataKey: "export_task_id"] = "\(task.exportTaskID)"
-        logger[metadataKey: "task_id"] = "\(task.id)"
-
-        guard ExportTaskID.isValid(task.exportTaskID) else {
-            // Inserted by another tool without validation: never sent.
-            let transition = TaskTransition(task: task, change: .finish(.invalid),
-                                            audit: AuditRecord(outcome: .invalid, at: clock.now()))
-            await commit(transition, logger: logger)
-            return TaskReport(leaseToken: task.leaseToken)
-        }
-
+    /// Works one leased task to its outcome and hands it to the recorder. Never throws: every
+    /// failure is an outcome of this task alone.
+    func process(_ task: ClaimedTask) async {
         if let reason = await waitForStart() {
-            await commit(releasing(task, reason: reason), logger: logger)
-            return TaskReport(leaseToken: task.leaseToken)
+            recorder.submit(releasing(task, reason: reason))
+            return
         }
-
         let request = DeleteRequest(exportTaskID: task.exportTaskID, projectID: task.projectID ?? options.projectID,
                                     instanceID: task.instanceID ?? options.instanceID)
         shared.withLock { $0.statistics.requests += 1 }
         let result = await transport.delete(request)
-        report(traffic.observe(result, now: clock.instant()), result: result, logger: logger)
-
-        let transition = self.transition(for: task, result: result, cancelled: Task.isCancelled)
-        await commit(transition, logger: logger)
-        if case .retry(let at) = transition.change {
-            return TaskReport(leaseToken: task.leaseToken, retryAt: at)
-        }
-        return TaskReport(leaseToken: task.leaseToken)
+        report(traffic.observe(result, now: clock.instant()), result: result, task: task)
+        recorder.submit(transition(for: task, result: result, cancelled: Task.isCancelled))
     }
 
     /// Waits for this request's start slot. Returns why it must not be sent, or nil to send.
@@ -61,7 +35,7 @@ extension CleanerService {
         }
     }
 
-    private func releasing(_ task: ClaimedTask, reason: String) -> TaskTransition {
+    func releasing(_ task: ClaimedTask, reason: String) -> TaskTransition {
         TaskTransition(task: task, change: .release,
                        audit: AuditRecord(outcome: .released, at: clock.now(), errorMessage: "not sent: \(reason)"))
     }
@@ -102,43 +76,72 @@ extension CleanerService {
         }
     }
 
-    func commit(_ transition: TaskTransition, logger: Logger) async {
-        let held = await recorder.record(transition)
-        let outcome = transition.audit.outcome
+    /// After a batch is written: counts the outcomes, lets go of the leases, logs, and tells the
+    /// work loop how many tasks are done and when any of them is due again.
+    func committed(_ batch: [(transition: TaskTransition, held: Bool)], events: AsyncStream<LoopEvent>.Continuation) {
+        var dueAgain: Date?
         shared.withLock { shared in
             shared.countsDirty = true
-            if held { shared.statistics.outcomes[outcome, default: 0] += 1 } else { shared.statistics.staleOutcomes += 1 }
+            for (transition, held) in batch {
+                let token = transition.task.leaseToken
+                if let remaining = shared.leaseTokens[token], remaining > 1 {
+                    shared.leaseTokens[token] = remaining - 1
+                } else {
+                    shared.leaseTokens[token] = nil
+                }
+                if held {
+                    shared.statistics.outcomes[transition.audit.outcome, default: 0] += 1
+                } else {
+                    shared.statistics.staleOutcomes += 1
+                }
+            }
         }
-        guard held else {
-            logger.warning("lease no longer held; outcome discarded", metadata: ["outcome": "\(outcome.rawValue)"])
-            return
+        for (transition, held) in batch {
+            guard held else {
+                logger.warning("lease no longer held; outcome discarded", metadata: Self.metadata(transition))
+                continue
+            }
+            switch transition.change {
+            case .retry(let at):
+                dueAgain = min(dueAgain ?? at, at)
+                logger.info("request failed; retry scheduled", metadata: Self.metadata(transition, detailed: true))
+            case .release:
+                dueAgain = min(dueAgain ?? transition.audit.at, transition.audit.at)
+                logger.debug("task given back", metadata: Self.metadata(transition, detailed: true))
+            case .finish(.failed):
+                logger.warning("retries used up; task failed", metadata: Self.metadata(transition, detailed: true))
+            case .finish:
+                logger.debug("task finished", metadata: Self.metadata(transition))
+            }
         }
+        events.yield(.committed(count: batch.count, dueAgain: dueAgain))
+    }
+
+    /// A transition's log metadata. Built only for lines that are logged (the metadata
+    /// argument is an autoclosure), never per task otherwise.
+    private static func metadata(_ transition: TaskTransition, detailed: Bool = false) -> Logger.Metadata {
         let audit = transition.audit
-        var metadata: Logger.Metadata = ["outcome": "\(outcome.rawValue)"]
+        var metadata: Logger.Metadata = [
+            "export_task_id": "\(transition.task.exportTaskID)", "task_id": "\(transition.task.id)",
+            "outcome": "\(audit.outcome.rawValue)",
+        ]
         if let attempt = audit.attempt { metadata["attempt"] = "\(attempt)" }
         if let status = audit.httpStatus { metadata["http_status"] = "\(status)" }
         if let code = audit.errorCode { metadata["error_code"] = "\(code)" }
         if let requestID = audit.requestID { metadata["request_id"] = "\(requestID)" }
-        switch transition.change {
-        case .retry(let at):
-            metadata["retry_at"] = "\(Timestamp.format(at))"
-            if let message = audit.errorMessage { metadata["error"] = "\(message)" }
-            logger.info("request failed; retry scheduled", metadata: metadata)
-        case .finish(.failed):
-            if let message = audit.errorMessage { metadata["error"] = "\(message)" }
-            logger.warning("retries used up; task failed", metadata: metadata)
-        default:
-            logger.debug("task finished", metadata: metadata)
-        }
+        if case .retry(let at) = transition.change { metadata["retry_at"] = "\(Timestamp.format(at))" }
+        if detailed, let message = audit.errorMessage { metadata["error"] = "\(message)" }
+        return metadata
     }
 
-    private func report(_ change: TrafficControl.Change, result: DeleteResult, logger: Logger) {
+    private func report(_ change: TrafficControl.Change, result: DeleteResult, task: ClaimedTask) {
         switch change {
         case .none:
             break
         case .circuitOpened(let pause, let refusals):
             let message = "credentials refused; requests paused"
             logger.error("\(message)", metadata: [
+                "export_task_id": "\(task.exportTaskID)",
                 "credentials": "\(options.credentialsDescription)",
                 "error_code": "\(result.errorCode ?? "none")",
                 "request_id": "\(result.requestID ?? "none")",
@@ -148,6 +151,7 @@ extension CleanerService {
             _ = notifier?.status("paused: credentials refused (\(result.errorCode ?? "401")); next try in \(pause.components.seconds) s")
         case .throttled(let rate, let concurrency):
             logger.warning("server asked to slow down (429); rate and concurrency halved", metadata: [
+                "export_task_id": "\(task.exportTaskID)",
                 "rate": "\(rate)", "concurrency": "\(concurrency)",
             ])
         }

@@ -22,13 +22,13 @@ public final class CleanerService: Service, Sendable {
 
     struct Shared {
         var stopping = false
-        /// Lease tokens with tasks in flight, and how many.
+        /// Lease tokens of the tasks claimed and not yet committed, and how many each.
         var leaseTokens: [String: Int] = [:]
         var statistics = CleanerStatistics()
         var countsDirty = true
-        /// Set when this service itself made tasks claimable (expired leases): its own writes
-        /// do not change `PRAGMA data_version`, so the work loop must be told.
-        var tasksReturned = false
+        /// The work loop's events, while `run()` runs. Expired leases are announced here: this
+        /// service's own writes do not change `PRAGMA data_version`.
+        var events: AsyncStream<LoopEvent>.Continuation?
     }
 
     let options: CleanerOptions
@@ -76,6 +76,9 @@ public final class CleanerService: Service, Sendable {
     /// Throws `CleanerError` with code `.credentialsRefused` when draining stopped on a 401.
     public func run() async throws {
         let startedAt = clock.now()
+        let (events, sink) = AsyncStream.makeStream(of: LoopEvent.self)
+        shared.withLock { $0.events = sink }
+        defer { shared.withLock { $0.events = nil } }
         expireDeadLeases()
         _ = notifier?.ready()
         logger.info("cleaner started", metadata: [
@@ -84,11 +87,11 @@ public final class CleanerService: Service, Sendable {
         ])
 
         let outcome = await withTaskGroup(of: Void.self, returning: RunOutcome.self) { background in
-            background.addTask { await self.recorder.run() }
+            background.addTask { await self.recorder.run { batch in self.committed(batch, events: sink) } }
             background.addTask { await self.housekeeping(startedAt: startedAt) }
-            let outcome = await self.workLoop()
+            let outcome = await self.workLoop(events: events, sink: sink)
             self.recorder.finish()
-            // The recorder has nothing left to write: every delete task waited for its commit.
+            // The recorder has nothing left to write: the work loop waited for every commit.
             background.cancelAll()
             return outcome
         }
@@ -109,25 +112,39 @@ public final class CleanerService: Service, Sendable {
 
     // MARK: The work loop
 
-    private enum LoopEvent: Sendable {
-        case task(TaskReport)
+    enum LoopEvent: Sendable {
+        /// A started task is done with its slot: its request is over, or was never sent.
+        case slotFreed
+        /// A batch of outcomes is written: `count` claimed tasks are done; some may be due
+        /// again (retries, tasks given back) from `dueAgain` on.
+        case committed(count: Int, dueAgain: Date?)
+        /// Tasks may be claimable that were not (dead leases were expired).
+        case tasksReturned
         case tick
         case shutdownRequested
-        case shutdownWatchEnded
         case graceExpired
     }
 
-    private func workLoop() async -> RunOutcome {
-        await withTaskGroup(of: LoopEvent.self, returning: RunOutcome.self) { group in
+    /// Tasks claimed ahead of free slots, so that a freed slot starts its next request at once
+    /// and claims are made in batches rather than one task at a time.
+    private var prefetch: Int { max(1, min(options.concurrency, 64) / 2) }
+
+    /// The one place tasks are claimed and started. Claimed tasks wait in `ready` until a slot
+    /// is free; each started task runs as a child of one task group and hands its outcome to
+    /// the recorder. `held` counts the tasks claimed and not yet committed: the loop ends only
+    /// when it is zero, so no outcome is left unwritten.
+    private func workLoop(events: AsyncStream<LoopEvent>, sink: AsyncStream<LoopEvent>.Continuation) async -> RunOutcome {
+        await withDiscardingTaskGroup(returning: RunOutcome.self) { group in
             group.addTask {
-                do {
-                    try await gracefulShutdown()
-                    return .shutdownRequested
-                } catch {
-                    return .shutdownWatchEnded
-                }
+                // Throws only when the loop is over (cancelled): nothing to report then.
+                guard (try? await gracefulShutdown()) != nil else { return }
+                sink.yield(.shutdownRequested)
             }
+            var iterator = events.makeAsyncIterator()
+            var ready = ArraySlice<ClaimedTask>()
             var inFlight = 0
+            var reportedInFlight = 0
+            var held = 0
             var ticking = false
             var stopping = false
             var outcome = RunOutcome.stopped
@@ -136,19 +153,24 @@ public final class CleanerService: Service, Sendable {
             var knownNextDue: Date?
             var dataVersion = (try? store.dataVersion()) ?? 0
             var storeFailures = 0
+            let prefetch = self.prefetch
+
+            func stop(_ reason: String) {
+                stopping = true
+                beginStopping(reason: reason)
+                // Claimed but never started: back to pending.
+                recorder.submit(contentsOf: ready.map { releasing($0, reason: "shutting down") })
+                ready = []
+            }
 
             while true {
                 liveness?.beat()
                 if !stopping, options.drain, traffic.snapshot.circuit.isOpenState {
                     outcome = .credentialsRefused
-                    stopping = true
-                    beginStopping(reason: "credentials refused while draining")
+                    stop("credentials refused while draining")
                 }
                 if !stopping {
                     let now = clock.now()
-                    if shared.withLock({ shared in defer { shared.tasksReturned = false }; return shared.tasksReturned }) {
-                        mayHaveWork = true
-                    }
                     if !mayHaveWork {
                         if let due = knownNextDue, due <= now { mayHaveWork = true }
                         if let version = try? store.dataVersion(), version != dataVersion {
@@ -157,21 +179,31 @@ public final class CleanerService: Service, Sendable {
                             markCountsDirty()
                         }
                     }
-                    let free = traffic.freeSlots(inFlight: inFlight, now: clock.instant())
-                    if mayHaveWork, free > 0 {
+                    let slots = traffic.freeSlots(inFlight: inFlight, now: clock.instant())
+                    var free = slots.free
+                    // Nothing is claimed ahead until an answer shows the credentials work.
+                    let ahead = slots.verified ? prefetch : 0
+                    if mayHaveWork, free > 0, ready.count < free + ahead / 2 {
+                        let limit = free + ahead - ready.count
                         do {
                             let token = Self.makeLeaseToken()
-                            let tasks = try store.claim(limit: free, leaseToken: token,
+                            let tasks = try store.claim(limit: limit, leaseToken: token,
                                                         leaseUntil: now.addingTimeInterval(options.leaseDuration.timeInterval), now: now)
                             storeFailures = 0
                             if !tasks.isEmpty {
                                 registerLease(token, tasks: tasks.count)
+                                held += tasks.count
                                 for task in tasks {
-                                    inFlight += 1
-                                    group.addTask { .task(await self.process(task)) }
+                                    if ExportTaskID.isValid(task.exportTaskID) {
+                                        ready.append(task)
+                                    } else {
+                                        // Inserted by another tool without validation: never sent.
+                                        recorder.submit(TaskTransition(task: task, change: .finish(.invalid),
+                                                                       audit: AuditRecord(outcome: .invalid, at: now)))
+                                    }
                                 }
                             }
-                            if tasks.count < free {
+                            if tasks.count < limit {
                                 mayHaveWork = false
                                 knownNextDue = try store.nextDue()
                                 dataVersion = try store.dataVersion()
@@ -183,51 +215,60 @@ public final class CleanerService: Service, Sendable {
                             ])
                         }
                     }
-                    if options.drain, inFlight == 0, !mayHaveWork, storeFailures == 0,
+                    while free > 0, let task = ready.popFirst() {
+                        free -= 1
+                        inFlight += 1
+                        group.addTask {
+                            await self.process(task)
+                            sink.yield(.slotFreed)
+                        }
+                    }
+                    if options.drain, held == 0, !mayHaveWork, storeFailures == 0,
                        (try? store.hasUnfinishedTasks()) == false {
                         outcome = .drained
                         break
                     }
                 }
-                if stopping, inFlight == 0 { break }
+                if stopping, held == 0 { break }
+                if inFlight != reportedInFlight {
+                    reportedInFlight = inFlight
+                    shared.withLock { $0.statistics.inFlight = inFlight }
+                }
                 if !ticking, !stopping {
                     ticking = true
                     let wait = tickDelay(knownNextDue: mayHaveWork ? nil : knownNextDue, storeFailures: storeFailures)
                     group.addTask { [clock] in
                         try? await clock.sleep(for: wait)
-                        return .tick
+                        sink.yield(.tick)
                     }
                 }
-                guard let event = await group.next() else { break }
+                // nil only when the service is cancelled outright.
+                guard let event = await iterator.next() else { break }
                 switch event {
-                case .task(let report):
+                case .slotFreed:
                     inFlight -= 1
-                    releaseLease(report.leaseToken)
-                    // A slot is free: claim again, even if the last claim drained the due work,
-                    // since this task may have been the one holding the last free slot.
+                case .committed(let count, let dueAgain):
+                    held -= count
+                    if let due = dueAgain { knownNextDue = min(knownNextDue ?? due, due) }
+                case .tasksReturned:
                     mayHaveWork = true
-                    if let due = report.retryAt { knownNextDue = min(knownNextDue ?? due, due) }
                 case .tick:
                     ticking = false
                 case .shutdownRequested:
-                    if !stopping {
-                        stopping = true
-                        beginStopping(reason: "graceful shutdown")
-                    }
+                    if !stopping { stop("graceful shutdown") }
                     let grace = options.shutdownGrace
                     group.addTask { [clock] in
                         try? await clock.sleep(for: grace)
-                        return .graceExpired
+                        sink.yield(.graceExpired)
                     }
                 case .graceExpired:
                     if inFlight > 0 {
                         logger.warning("shutdown grace expired; cancelling requests in flight", metadata: ["in_flight": "\(inFlight)"])
                         group.cancelAll()
                     }
-                case .shutdownWatchEnded:
-                    break
                 }
             }
+            shared.withLock { $0.statistics.inFlight = 0 }
             group.cancelAll()
             return outcome
         }
@@ -256,19 +297,7 @@ public final class CleanerService: Service, Sendable {
     private func registerLease(_ token: String, tasks: Int) {
         shared.withLock {
             $0.leaseTokens[token, default: 0] += tasks
-            $0.statistics.inFlight += tasks
             $0.countsDirty = true
-        }
-    }
-
-    private func releaseLease(_ token: String) {
-        shared.withLock { shared in
-            shared.statistics.inFlight -= 1
-            if let remaining = shared.leaseTokens[token], remaining > 1 {
-                shared.leaseTokens[token] = remaining - 1
-            } else {
-                shared.leaseTokens[token] = nil
-            }
         }
     }
 
@@ -298,10 +327,11 @@ public final class CleanerService: Service, Sendable {
                 ])
             }
             if !expired.isEmpty {
-                shared.withLock {
+                let events = shared.withLock {
                     $0.countsDirty = true
-                    $0.tasksReturned = true
+                    return $0.events
                 }
+                events?.yield(.tasksReturned)
             }
         } catch {
             logger.error("cannot expire dead leases", metadata: ["error": "\(error)"])

@@ -3,17 +3,20 @@ import Synchronization
 
 /// Writes outcomes to the queue in batched transactions (group commit).
 ///
-/// Each delete task hands its transition to `record` and waits until it is committed; while
-/// one batch is being written, the next one gathers. A failed write (busy beyond the timeout,
-/// disk full) is retried with backoff: an outcome the server already confirmed is never
-/// dropped while the task's lease is held.
+/// A delete task hands its transition to `submit` and is done: its request slot is free again
+/// at once, while the outcome waits for the next batch. While one batch is being written, the
+/// next one gathers. After each batch, `run`'s `committed` handler learns which transitions
+/// were applied (their lease still held) and which were discarded (a stale writer). A failed
+/// write (busy beyond the timeout, disk full) is retried with backoff: an outcome the server
+/// already confirmed is never dropped while the task's lease is held and the service runs.
 final class OutcomeRecorder: Sendable {
-    private typealias Waiter = (transition: TaskTransition, continuation: CheckedContinuation<Bool, Never>)
+    /// One written batch: each transition with whether its lease still held.
+    typealias Committed = @Sendable (_ batch: [(transition: TaskTransition, held: Bool)]) -> Void
 
     private let store: any QueueStore
     private let clock: any ServiceClock
     private let logger: Logger
-    private let pending = Mutex<[Waiter]>([])
+    private let pending = Mutex<[TaskTransition]>([])
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -27,38 +30,44 @@ final class OutcomeRecorder: Sendable {
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Commits `transition` with its audit row; returns false when its lease was no longer held.
-    func record(_ transition: TaskTransition) async -> Bool {
-        await withCheckedContinuation { continuation in
-            pending.withLock { $0.append((transition, continuation)) }
-            wake.yield()
-        }
+    /// Queues `transition` for the next batch.
+    func submit(_ transition: TaskTransition) {
+        pending.withLock { $0.append(transition) }
+        wake.yield()
+    }
+
+    /// Queues several transitions for the next batch.
+    func submit(contentsOf transitions: [TaskTransition]) {
+        guard !transitions.isEmpty else { return }
+        pending.withLock { $0.append(contentsOf: transitions) }
+        wake.yield()
     }
 
     /// The writer: runs until `finish()`, then writes whatever is still waiting.
-    func run() async {
+    func run(committed: Committed) async {
         for await _ in wakeups {
-            await writePending()
+            await writePending(committed)
         }
-        await writePending()
+        await writePending(committed)
     }
 
     func finish() {
         wake.finish()
     }
 
-    private func writePending() async {
+    private func writePending(_ committed: Committed) async {
         while true {
-            let batch: [Waiter] = pending.withLock { waiting in
-                let count = min(waiting.count, Self.maximumBatch)
-                defer { waiting.removeFirst(count) }
-                return Array(waiting.prefix(count))
+            let batch: [TaskTransition] = pending.withLock { waiting in
+                guard waiting.count > Self.maximumBatch else {
+                    defer { waiting.removeAll(keepingCapacity: true) }
+                    return waiting
+                }
+                defer { waiting.removeFirst(Self.maximumBatch) }
+                return Array(waiting.prefix(Self.maximumBatch))
             }
             guard !batch.isEmpty else { return }
-            let applied = await write(batch.map(\.transition))
-            for (waiter, held) in zip(batch, applied) {
-                waiter.continuation.resume(returning: held)
-            }
+            let applied = await write(batch)
+            committed(Array(zip(batch, applied)))
         }
     }
 

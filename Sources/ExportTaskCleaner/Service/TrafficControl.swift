@@ -46,12 +46,14 @@ final class TrafficControl: Sendable {
         }
     }
 
-    /// How many more tasks may be claimed now, with `inFlight` already running.
-    func freeSlots(inFlight: Int, now: ContinuousClock.Instant) -> Int {
+    /// How many more requests may start now, with `inFlight` already running, and whether the
+    /// credentials are known to work (until then, nothing should be claimed ahead).
+    func freeSlots(inFlight: Int, now: ContinuousClock.Instant) -> (free: Int, verified: Bool) {
         state.withLock { state in
             if state.limits.recover(now: now) { state.pacer.setRate(state.limits.rate) }
-            let allowance = state.circuit.allowance(now: now) ?? Int.max
-            return max(0, min(state.limits.concurrency, allowance) - inFlight)
+            let allowance = state.circuit.allowance(now: now)
+            let free = max(0, min(state.limits.concurrency, allowance ?? Int.max) - inFlight)
+            return (free, allowance == nil)
         }
     }
 
