@@ -1,5 +1,5 @@
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 import Logging
 
 #if canImport(Glibc)
@@ -127,8 +127,8 @@ public enum Demo {
             let nameWidth = 18
             let numberWidth = max(7, String(tasks).count + 1)
             func row(_ name: String, _ value: String, _ note: String = "") -> String {
-                let padded = name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
-                let number = String(repeating: " ", count: max(0, numberWidth - value.count)) + value
+                let padded = TextFormat.padRight(name, to: nameWidth)
+                let number = TextFormat.padLeft(value, to: numberWidth)
                 return ("  " + padded + number + (note.isEmpty ? "" : "  " + note))
             }
             lines.append(row("OUTCOME", "TASKS"))
@@ -143,8 +143,8 @@ public enum Demo {
             lines.append(row("retries", String(retries)))
             lines.append(row("429s seen", String(tooManyRequests)))
             lines.append(row("5xx seen", String(serverErrors)))
-            lines.append(row("throughput", String(format: "%.1f", throughput), "tasks/s"))
-            lines.append(row("elapsed", String(format: "%.2f", elapsed.seconds), "s"))
+            lines.append(row("throughput", TextFormat.fixed(throughput, places: 1), "tasks/s"))
+            lines.append(row("elapsed", TextFormat.fixed(elapsed.seconds, places: 2), "s"))
             lines.append(row("signature failures", String(signatureFailures), signatureFailures == 0 ? "" : "(should be 0)"))
             lines.append("")
             lines.append("Database: \(databasePath)")
@@ -306,7 +306,7 @@ public enum Demo {
         do {
             try data.write(to: URL(fileURLWithPath: path))
         } catch {
-            throw CleanerError.runtime("cannot write \(path): \(error.localizedDescription)")
+            throw CleanerError.runtime("cannot write \(path): \(error)")
         }
     }
 
@@ -319,11 +319,11 @@ public enum Demo {
 
     static func shellQuoted(_ text: String) -> String {
         let safe = text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "/._-+:=@%,".contains($0)) }
-        return safe && !text.isEmpty ? text : "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        return safe && !text.isEmpty ? text : "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
     }
 
     static func seconds(_ duration: Duration) -> String {
-        String(format: "%.2f s", duration.seconds)
+        TextFormat.fixed(duration.seconds, places: 2) + " s"
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {
@@ -332,7 +332,7 @@ public enum Demo {
 
     static func percent(_ count: Int, of total: Int) -> String {
         guard total > 0 else { return "" }
-        return String(format: "%5.1f%%", Double(count) * 100 / Double(total))
+        return TextFormat.padLeft(TextFormat.fixed(Double(count) * 100 / Double(total), places: 1), to: 5) + "%"
     }
 }
 

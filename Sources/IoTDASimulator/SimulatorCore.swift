@@ -1,5 +1,5 @@
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 import Logging
 import NIOHTTP1
 import Synchronization

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 
 struct AuditCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -128,7 +128,7 @@ struct AuditWriter {
 
     static func csvField(_ value: String) -> String {
         guard value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return value }
-        return "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        return "\"" + value.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
     }
 
     private static let widths = [24, 36, 3, 13, 4, 9, 6, 32]
@@ -138,12 +138,12 @@ struct AuditWriter {
         for (index, field) in fields.enumerated() {
             let printable = field.map { $0.isNewline ? " " : $0 }
             if index < widths.count {
-                line += String(printable).padding(toLength: max(widths[index], printable.count), withPad: " ", startingAt: 0) + " "
+                line += TextFormat.padRight(String(printable), to: widths[index]) + " "
             } else {
                 line += String(printable)
             }
         }
-        return line.trimmingCharacters(in: .whitespaces) + "\n"
+        return trimmedTrailingSpaces(line) + "\n"
     }
 }
 
@@ -158,7 +158,14 @@ struct BufferedOutput {
 
     mutating func flush() {
         guard !buffer.isEmpty else { return }
-        FileHandle.standardOutput.write(Data(buffer))
+        Console.output(buffer)
         buffer.removeAll(keepingCapacity: true)
     }
+}
+
+/// `line` without the spaces the last column's padding left at its end.
+private func trimmedTrailingSpaces(_ line: String) -> String {
+    var end = line.endIndex
+    while end > line.startIndex, line[line.index(before: end)] == " " { end = line.index(before: end) }
+    return String(line[..<end])
 }

@@ -1,6 +1,11 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// Measures the queue store alone, for `scripts/bench`: a fresh database with `--tasks` pending
 /// tasks, then `claim(limit: batch)` and one `apply` of `batch` finish transitions (deleted,
@@ -72,8 +77,8 @@ struct BenchStoreCommand: ParsableCommand {
             throw CleanerError.runtime("bench-store: finished \(finished) of \(tasks) tasks")
         }
         let rate = Double(finished) / seconds
-        print("fill \(tasks) tasks: \(String(format: "%.3f", fillSeconds)) s")
-        print("claim+finish \(finished) tasks in batches of \(batch): \(String(format: "%.3f", seconds)) s, \(Int(rate.rounded())) tasks/s, \(String(format: "%.1f", cpuSeconds * 1e6 / Double(finished))) µs CPU per task (claim \(String(format: "%.0f", claimTime.seconds / seconds * 100)) % of the time)")
+        print("fill \(tasks) tasks: \(TextFormat.fixed(fillSeconds, places: 3)) s")
+        print("claim+finish \(finished) tasks in batches of \(batch): \(TextFormat.fixed(seconds, places: 3)) s, \(Int(rate.rounded())) tasks/s, \(TextFormat.fixed(cpuSeconds * 1e6 / Double(finished), places: 1)) µs CPU per task (claim \(TextFormat.fixed(claimTime.seconds / seconds * 100, places: 0)) % of the time)")
     }
 }
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 
 /// `--config PATH`, shared by every command.
 struct ConfigOption: ParsableArguments {

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 import IoTDASimulator
 import Logging
 import ServiceLifecycle
@@ -71,6 +71,6 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private static func write(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        Console.output(text)
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 
 struct EnqueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,13 +39,13 @@ struct EnqueueCommand: ParsableCommand {
         let fromArguments = !ids.isEmpty
         if fromArguments {
             let items = ids.enumerated().map {
-                EnqueueItem(exportTaskID: $0.element.trimmingCharacters(in: .whitespaces), projectID: project,
+                EnqueueItem(exportTaskID: IDList.trimmed($0.element), projectID: project,
                             instanceID: instance, line: $0.offset + 1)
             }
             summary = try store.enqueue(items, now: Date())
         } else {
             // Items are made as the store takes them: a list of millions is held once, as read.
-            let input = FileHandle.standardInput.readDataToEndOfFile()
+            let input = try Console.readStandardInput()
             summary = try input.withUnsafeBytes { bytes in
                 let lines = IDList.Lines(bytes)
                 var entries = lines.makeIterator()

@@ -1,6 +1,11 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// Parses the command line, runs the command, and maps failures to CONTRACT.md's exit
 /// statuses: 1 run-time failure, 2 bad usage or configuration, 3 credentials refused (`run --drain`).
@@ -49,8 +54,47 @@ struct ExportTaskCleanerCommand: AsyncParsableCommand {
     )
 }
 
+/// Standard output and error, written with write(2): FoundationEssentials has no FileHandle.
 enum Console {
     static func error(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        write(Array((text + "\n").utf8), to: STDERR_FILENO)
+    }
+
+    static func output(_ text: String) {
+        write(Array(text.utf8), to: STDOUT_FILENO)
+    }
+
+    static func output(_ bytes: [UInt8]) {
+        write(bytes, to: STDOUT_FILENO)
+    }
+
+    /// Everything on standard input until its end.
+    static func readStandardInput() throws -> [UInt8] {
+        var input: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+            if count > 0 {
+                input.append(contentsOf: chunk[0..<count])
+            } else if count == 0 {
+                return input
+            } else if errno != EINTR {
+                throw CleanerError.runtime("cannot read standard input (errno \(errno))")
+            }
+        }
+    }
+
+    private static func write(_ bytes: [UInt8], to descriptor: Int32) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if written > 0 {
+                offset += written
+            } else if written < 0, errno == EINTR {
+                continue
+            } else {
+                return  // a closed pipe: nothing more can be said
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 import Logging
 import ServiceLifecycle
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 import IoTDASimulator
 import Logging
 import ServiceLifecycle
@@ -64,10 +64,10 @@ struct SimulateCommand: AsyncParsableCommand {
         var auth = IoTDASimulator.Configuration.Auth.unauthenticated
         if let ak, let skFile {
             let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: skFile)) } catch {
+            do { data = try Data(contentsOf: URL(filePath: skFile)) } catch {
                 throw CleanerError.configuration("--sk-file: cannot read \(skFile)")
             }
-            let sk = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let sk = TextFormat.trimmed(String(decoding: data, as: UTF8.self))
             guard !sk.isEmpty else { throw CleanerError.configuration("--sk-file: \(skFile) is empty") }
             auth = .accessKey(AccessKey(ak: ak, sk: sk))
         }
@@ -120,6 +120,6 @@ struct SimulateCommand: AsyncParsableCommand {
     }
 
     private static func write(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+        Console.output(text)
     }
 }

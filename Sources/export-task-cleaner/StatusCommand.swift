@@ -1,6 +1,6 @@
 import ArgumentParser
 import ExportTaskCleaner
-import Foundation
+import FoundationEssentials
 
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,7 +25,7 @@ struct StatusCommand: ParsableCommand {
         print("queue \(store.path)")
         let width = TaskState.allCases.map(\.rawValue.count).max() ?? 0
         for state in TaskState.allCases {
-            let name = state.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)
+            let name = TextFormat.padRight(state.rawValue, to: width)
             var line = "  \(name)  \(status.counts[state.rawValue] ?? 0)"
             if state == .pending, let age = status.oldestPendingAgeSeconds {
                 line += "  (oldest queued \(Self.age(age)) ago)"

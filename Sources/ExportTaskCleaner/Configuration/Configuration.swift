@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// The service's configuration: CONTRACT.md's JSON file, with a default for every optional key.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Reads and validates the configuration file. Every problem is a `CleanerError.configuration`
@@ -71,7 +71,7 @@ public enum ConfigurationLoader {
             guard case .string(let text) = value.value else {
                 throw fail(key, value.line, "expected a string, got \(value.value.kind)")
             }
-            guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            guard !trimmedWhitespace(text).isEmpty else {
                 throw fail(key, value.line, "must not be empty")
             }
             guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
@@ -176,7 +176,9 @@ public enum ConfigurationLoader {
         }
 
         static func isLoopback(_ host: String) -> Bool {
-            let host = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            var host = Substring(host.lowercased())
+            while host.first == "[" || host.first == "]" { host = host.dropFirst() }
+            while host.last == "[" || host.last == "]" { host = host.dropLast() }
             if host == "localhost" || host == "::1" { return true }
             let parts = host.split(separator: ".", omittingEmptySubsequences: false)
             return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }

@@ -1,6 +1,6 @@
 import Crypto
 import Synchronization
-import Foundation
+import FoundationEssentials
 
 /// How a request is signed with an access key: the two algorithms of Huawei Cloud's official
 /// SDKs (`core/auth/signer`).

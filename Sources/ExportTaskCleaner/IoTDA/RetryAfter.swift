@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Parses `Retry-After` (RFC 9110 §10.2.3): delta-seconds or an HTTP-date.
 ///

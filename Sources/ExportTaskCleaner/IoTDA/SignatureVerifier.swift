@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The server's side of ``RequestSigner``: checks a received request's signature as IAM does.
 /// The IoTDA simulator uses it, so the cleaner is tested against an independent rebuild of the

@@ -55,6 +55,15 @@ public enum IDList {
         }
     }
 
+    /// An ID given as an argument, trimmed as a line of the list is.
+    public static func trimmed(_ id: String) -> String {
+        let bytes = Array(id.utf8)
+        var low = 0, high = bytes.count
+        while low < high, isSpace(bytes[low]) { low += 1 }
+        while high > low, isSpace(bytes[high - 1]) { high -= 1 }
+        return low == 0 && high == bytes.count ? id : String(decoding: bytes[low..<high], as: UTF8.self)
+    }
+
     private static func isSpace(_ byte: UInt8) -> Bool {
         byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
             || byte == 0x0B || byte == 0x0C

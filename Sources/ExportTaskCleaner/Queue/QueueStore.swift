@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The storage seam between the cleaner and its queue, as swift-jobs' `JobQueueDriver` is.
 ///

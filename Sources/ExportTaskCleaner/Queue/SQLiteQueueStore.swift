@@ -1,5 +1,5 @@
 import CSQLite
-import Foundation
+import FoundationEssentials
 import Logging
 import Synchronization
 
@@ -37,7 +37,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     private static func openingError(_ error: SQLiteError, path: String) -> CleanerError {
         switch error.primaryCode {
         case SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_READONLY, SQLITE_AUTH:
-            let directory = (path as NSString).deletingLastPathComponent
+            let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ""
             let hint = FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory)
                 ? "check that this user may read and write it and its directory"
                 : "the directory \(directory) does not exist"

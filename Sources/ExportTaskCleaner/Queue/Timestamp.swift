@@ -5,7 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Foundation
+import FoundationEssentials
 
 /// The database's time format: ISO 8601 UTC with milliseconds, `2026-11-29T15:48:43.123Z`.
 ///
@@ -45,7 +45,7 @@ public enum Timestamp {
     /// Parses the database format, and the looser forms a person types:
     /// `2026-11-29`, `2026-11-29T15:48`, `2026-11-29 15:48:43`, with optional fraction and `Z`.
     public static func parse(_ text: String) -> Date? {
-        let digits = Array(text.trimmingCharacters(in: .whitespaces).utf8)
+        let digits = Array(trimmedWhitespace(text).utf8)
         func number(_ range: Range<Int>) -> Int? {
             guard range.upperBound <= digits.count else { return nil }
             var value = 0

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Time as the cleaner sees it: wall-clock dates for the database, a monotonic instant for
 /// pacing and pauses, and sleeping. Injected so tests drive time explicitly.
