@@ -7,7 +7,7 @@ final class TrafficControl: Sendable {
         var pacer: RequestPacer
         var limits: AdaptiveLimits
         var circuit = CredentialCircuit()
-        var starts: StartWindow
+        var starts = StartWindow()
     }
 
     enum Permit: Equatable {
@@ -34,8 +34,7 @@ final class TrafficControl: Sendable {
     private let state: Mutex<State>
 
     init(rate: Double, concurrency: Int) {
-        state = Mutex(State(pacer: RequestPacer(rate: rate), limits: AdaptiveLimits(maxRate: rate, maxConcurrency: concurrency),
-                            starts: StartWindow(capacity: Int(rate.rounded(.up)))))
+        state = Mutex(State(pacer: RequestPacer(rate: rate), limits: AdaptiveLimits(maxRate: rate, maxConcurrency: concurrency)))
     }
 
     /// Records a start at `now`, or returns a later instant to try again at: the pacer's slots
