@@ -25,6 +25,8 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // glibc's mallopt, for the executable's allocator tuning.
+        .systemLibrary(name: "CMalloc"),
         .target(
             name: "ExportTaskCleaner",
             dependencies: [
@@ -35,6 +37,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
@@ -52,6 +55,7 @@ let package = Package(
             dependencies: [
                 "ExportTaskCleaner",
                 "IoTDASimulator",
+                "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

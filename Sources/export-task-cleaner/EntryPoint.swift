@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMalloc
 import ExportTaskCleaner
 import FoundationEssentials
 #if canImport(Glibc)
@@ -12,6 +13,7 @@ import Musl
 @main
 enum EntryPoint {
     static func main() async {
+        tuneMalloc()
         do {
             var command = try ExportTaskCleanerCommand.parseAsRoot()
             if var command = command as? any AsyncParsableCommand {
@@ -38,6 +40,15 @@ enum EntryPoint {
             exit(1)
         }
     }
+}
+
+/// glibc gives freed memory back to the system as soon as 128 KiB are free at the top of a
+/// heap, and each of the service's threads has its own heap: under load that means a steady
+/// churn of returning pages and faulting them in again (about a tenth of the service's CPU
+/// time, measured with `perf`). Keeping up to 64 MiB free costs nothing here: the service's
+/// heaps stay far smaller than that.
+private func tuneMalloc() {
+    _ = mallopt(M_TRIM_THRESHOLD, 64 << 20)
 }
 
 struct ExportTaskCleanerCommand: AsyncParsableCommand {

@@ -15,18 +15,19 @@ extension CleanerService {
             let now = clock.instant()
             if now - lastRenewal >= options.leaseRenewalInterval {
                 lastRenewal = now
-                renewLeases()
+                await renewLeases()
             }
             if now - lastSweep >= options.leaseSweepInterval {
                 lastSweep = now
-                expireDeadLeases()
+                await expireDeadLeases()
             }
             if lastStatus.map({ now - $0 >= options.statusInterval }) ?? true {
                 lastStatus = now
-                counts = refreshCounts(counts)
+                counts = await refreshCounts(counts)
                 let text = statusText(counts: counts)
                 _ = notifier?.status(text)
-                do { try store.heartbeat(startedAt: startedAt, status: text, now: clock.now()) } catch {
+                let now = clock.now()
+                do { try await database.run { try $0.heartbeat(startedAt: startedAt, status: text, now: now) } } catch {
                     logger.warning("cannot write the heartbeat", metadata: ["error": "\(error)"])
                 }
             }
@@ -48,11 +49,12 @@ extension CleanerService {
         }
     }
 
-    private func renewLeases() {
+    private func renewLeases() async {
         let tokens = shared.withLock { Array($0.leaseTokens.keys) }
         guard !tokens.isEmpty else { return }
         do {
-            try store.renewLeases(tokens: tokens, until: clock.now().addingTimeInterval(options.leaseDuration.timeInterval))
+            let until = clock.now().addingTimeInterval(options.leaseDuration.timeInterval)
+            try await database.run { try $0.renewLeases(tokens: tokens, until: until) }
         } catch {
             logger.error("cannot renew leases", metadata: ["error": "\(error)", "leases": "\(tokens.count)"])
         }
@@ -60,13 +62,13 @@ extension CleanerService {
 
     /// Counts tasks per state, only when something changed since the last count: counting a
     /// large queue is not free, and an idle service should cost nothing.
-    private func refreshCounts(_ previous: [TaskState: Int]) -> [TaskState: Int] {
+    private func refreshCounts(_ previous: [TaskState: Int]) async -> [TaskState: Int] {
         let dirty = shared.withLock { shared in
             defer { shared.countsDirty = false }
             return shared.countsDirty
         }
         guard dirty || previous.isEmpty else { return previous }
-        do { return try store.counts() } catch {
+        do { return try await database.run { try $0.counts() } } catch {
             logger.warning("cannot count tasks", metadata: ["error": "\(error)"])
             return previous
         }

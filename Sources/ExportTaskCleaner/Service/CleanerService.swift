@@ -32,7 +32,8 @@ public final class CleanerService: Service, Sendable {
     }
 
     let options: CleanerOptions
-    let store: any QueueStore
+    /// The queue store; its calls run off the cooperative pool.
+    let database: BlockingStore
     let transport: any IoTDATransport
     let retry: any RetryStrategy
     let clock: any ServiceClock
@@ -50,7 +51,7 @@ public final class CleanerService: Service, Sendable {
                 random: any RandomSource = SystemRandomSource(), notifier: SystemdNotifier? = nil,
                 liveness: LivenessMonitor? = nil, logger: Logger) {
         self.options = options
-        self.store = store
+        self.database = BlockingStore(store: store)
         self.transport = transport
         self.retry = retry
         self.clock = clock
@@ -59,7 +60,7 @@ public final class CleanerService: Service, Sendable {
         self.liveness = liveness
         self.logger = logger
         self.traffic = TrafficControl(rate: options.maxRequestsPerSecond, concurrency: options.concurrency)
-        self.recorder = OutcomeRecorder(store: store, clock: clock, logger: logger)
+        self.recorder = OutcomeRecorder(store: database, clock: clock, logger: logger)
     }
 
     /// What the service has done so far.
@@ -79,7 +80,7 @@ public final class CleanerService: Service, Sendable {
         let (events, sink) = AsyncStream.makeStream(of: LoopEvent.self)
         shared.withLock { $0.events = sink }
         defer { shared.withLock { $0.events = nil } }
-        expireDeadLeases()
+        await expireDeadLeases()
         _ = notifier?.ready()
         logger.info("cleaner started", metadata: [
             "concurrency": "\(options.concurrency)", "max_requests_per_second": "\(options.maxRequestsPerSecond)",
@@ -96,7 +97,7 @@ public final class CleanerService: Service, Sendable {
             return outcome
         }
         finalOutcome.withLock { $0 = outcome }
-        do { try store.removeHeartbeat() } catch {
+        do { try await database.run { try $0.removeHeartbeat() } } catch {
             logger.warning("cannot remove the heartbeat", metadata: ["error": "\(error)"])
         }
         let statistics = self.statistics
@@ -151,7 +152,7 @@ public final class CleanerService: Service, Sendable {
             // Whether the queue may hold due work we have not claimed.
             var mayHaveWork = true
             var knownNextDue: Date?
-            var dataVersion = (try? store.dataVersion()) ?? 0
+            var dataVersion = (try? await database.run { try $0.dataVersion() }) ?? 0
             var storeFailures = 0
             let prefetch = self.prefetch
 
@@ -173,7 +174,7 @@ public final class CleanerService: Service, Sendable {
                     let now = clock.now()
                     if !mayHaveWork {
                         if let due = knownNextDue, due <= now { mayHaveWork = true }
-                        if let version = try? store.dataVersion(), version != dataVersion {
+                        if let version = try? await database.run({ try $0.dataVersion() }), version != dataVersion {
                             dataVersion = version
                             mayHaveWork = true
                             markCountsDirty()
@@ -187,8 +188,8 @@ public final class CleanerService: Service, Sendable {
                         let limit = free + ahead - ready.count
                         do {
                             let token = Self.makeLeaseToken()
-                            let tasks = try store.claim(limit: limit, leaseToken: token,
-                                                        leaseUntil: now.addingTimeInterval(options.leaseDuration.timeInterval), now: now)
+                            let claim = try await self.claim(limit: limit, leaseToken: token, now: now)
+                            let tasks = claim.tasks
                             storeFailures = 0
                             if !tasks.isEmpty {
                                 registerLease(token, tasks: tasks.count)
@@ -203,10 +204,12 @@ public final class CleanerService: Service, Sendable {
                                     }
                                 }
                             }
-                            if tasks.count < limit {
+                            if let shortfall = claim.shortfall {
+                                // Nothing more is due now: wait for the next due task, or
+                                // for another connection to change the database.
                                 mayHaveWork = false
-                                knownNextDue = try store.nextDue()
-                                dataVersion = try store.dataVersion()
+                                knownNextDue = shortfall.nextDue
+                                dataVersion = shortfall.dataVersion
                             }
                         } catch {
                             storeFailures += 1
@@ -224,7 +227,7 @@ public final class CleanerService: Service, Sendable {
                         }
                     }
                     if options.drain, held == 0, !mayHaveWork, storeFailures == 0,
-                       (try? store.hasUnfinishedTasks()) == false {
+                       (try? await database.run({ try $0.hasUnfinishedTasks() })) == false {
                         outcome = .drained
                         break
                     }
@@ -274,6 +277,27 @@ public final class CleanerService: Service, Sendable {
         }
     }
 
+    /// What a claim found: the tasks, and when fewer were due than asked for, what the loop
+    /// needs to wait well (read in the same trip to the database).
+    private struct Claim: Sendable {
+        struct Shortfall: Sendable {
+            var nextDue: Date?
+            var dataVersion: Int
+        }
+
+        var tasks: [ClaimedTask]
+        var shortfall: Shortfall?
+    }
+
+    private func claim(limit: Int, leaseToken: String, now: Date) async throws -> Claim {
+        let until = now.addingTimeInterval(options.leaseDuration.timeInterval)
+        return try await database.run { store in
+            let tasks = try store.claim(limit: limit, leaseToken: leaseToken, leaseUntil: until, now: now)
+            guard tasks.count < limit else { return Claim(tasks: tasks) }
+            return Claim(tasks: tasks, shortfall: .init(nextDue: try store.nextDue(), dataVersion: try store.dataVersion()))
+        }
+    }
+
     private func tickDelay(knownNextDue: Date?, storeFailures: Int) -> Duration {
         if storeFailures > 0 {
             return .milliseconds(min(5_000, 100 << min(storeFailures, 6)))
@@ -318,9 +342,10 @@ public final class CleanerService: Service, Sendable {
     // MARK: Leases
 
     /// Returns tasks whose holder died to `pending`, each logged.
-    func expireDeadLeases() {
+    func expireDeadLeases() async {
         do {
-            let expired = try store.expireLeases(now: clock.now())
+            let now = clock.now()
+            let expired = try await database.run { try $0.expireLeases(now: now) }
             for lease in expired {
                 logger.warning("lease expired; task returned to pending", metadata: [
                     "task_id": "\(lease.id)", "export_task_id": "\(lease.exportTaskID)",

@@ -13,7 +13,7 @@ final class OutcomeRecorder: Sendable {
     /// One written batch: each transition with whether its lease still held.
     typealias Committed = @Sendable (_ batch: [(transition: TaskTransition, held: Bool)]) -> Void
 
-    private let store: any QueueStore
+    private let store: BlockingStore
     private let clock: any ServiceClock
     private let logger: Logger
     private let pending = Mutex<[TaskTransition]>([])
@@ -23,7 +23,7 @@ final class OutcomeRecorder: Sendable {
     /// Transitions per transaction at most.
     static let maximumBatch = 512
 
-    init(store: any QueueStore, clock: any ServiceClock, logger: Logger) {
+    init(store: BlockingStore, clock: any ServiceClock, logger: Logger) {
         self.store = store
         self.clock = clock
         self.logger = logger
@@ -75,7 +75,7 @@ final class OutcomeRecorder: Sendable {
         var failures = 0
         while true {
             do {
-                let applied = try store.apply(transitions)
+                let applied = try await store.run { try $0.apply(transitions) }
                 if failures > 0 {
                     logger.notice("outcomes written after retrying", metadata: ["outcomes": "\(transitions.count)", "failures": "\(failures)"])
                 }
