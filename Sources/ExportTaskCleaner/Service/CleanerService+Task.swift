@@ -2,6 +2,24 @@ import FoundationEssentials
 import Logging
 
 extension CleanerService {
+    /// Works claimed tasks one after another while tasks are ready and the traffic limits let
+    /// this runner keep its slot (a 429 may have lowered the concurrency), then gives the slot
+    /// back. Tells the work loop when few ready tasks are left, so it claims more in time.
+    func runner(_ first: ClaimedTask, ready: ReadyTasks, prefetch: Int, events: AsyncStream<LoopEvent>.Continuation) async {
+        let lowWater = max(0, prefetch / 2 - 1)
+        var task = first
+        while true {
+            await process(task)
+            let next = ready.next { inFlight in
+                !isStopping && traffic.freeSlots(inFlight: inFlight - 1, now: clock.instant()).free > 0
+            }
+            guard let next else { break }
+            if next.left == lowWater { events.yield(.runningLow) }
+            task = next.task
+        }
+        events.yield(.slotFreed)
+    }
+
     /// Works one leased task to its outcome and hands it to the recorder. Never throws: every
     /// failure is an outcome of this task alone.
     func process(_ task: ClaimedTask) async {

@@ -114,8 +114,10 @@ public final class CleanerService: Service, Sendable {
     // MARK: The work loop
 
     enum LoopEvent: Sendable {
-        /// A started task is done with its slot: its request is over, or was never sent.
+        /// A runner gave back its slot.
         case slotFreed
+        /// Few claimed tasks are left for the runners.
+        case runningLow
         /// A batch of outcomes is written: `count` claimed tasks are done; some may be due
         /// again (retries, tasks given back) from `dueAgain` on.
         case committed(count: Int, dueAgain: Date?)
@@ -142,8 +144,7 @@ public final class CleanerService: Service, Sendable {
                 sink.yield(.shutdownRequested)
             }
             var iterator = events.makeAsyncIterator()
-            var ready = ArraySlice<ClaimedTask>()
-            var inFlight = 0
+            let ready = ReadyTasks()
             var reportedInFlight = 0
             var held = 0
             var ticking = false
@@ -160,8 +161,7 @@ public final class CleanerService: Service, Sendable {
                 stopping = true
                 beginStopping(reason: reason)
                 // Claimed but never started: back to pending.
-                recorder.submit(contentsOf: ready.map { releasing($0, reason: "shutting down") })
-                ready = []
+                recorder.submit(contentsOf: ready.close().map { releasing($0, reason: "shutting down") })
             }
 
             while true {
@@ -180,12 +180,12 @@ public final class CleanerService: Service, Sendable {
                             markCountsDirty()
                         }
                     }
-                    let slots = traffic.freeSlots(inFlight: inFlight, now: clock.instant())
-                    var free = slots.free
+                    let slots = traffic.freeSlots(inFlight: ready.inFlight, now: clock.instant())
                     // Nothing is claimed ahead until an answer shows the credentials work.
                     let ahead = slots.verified ? prefetch : 0
-                    if mayHaveWork, free > 0, ready.count < free + ahead / 2 {
-                        let limit = free + ahead - ready.count
+                    let waiting = ready.count
+                    if mayHaveWork, slots.free + ahead > 0, waiting < slots.free + ahead / 2 {
+                        let limit = slots.free + ahead - waiting
                         do {
                             let token = Self.makeLeaseToken()
                             let claim = try await self.claim(limit: limit, leaseToken: token, now: now)
@@ -194,15 +194,18 @@ public final class CleanerService: Service, Sendable {
                             if !tasks.isEmpty {
                                 registerLease(token, tasks: tasks.count)
                                 held += tasks.count
+                                var valid: [ClaimedTask] = []
+                                valid.reserveCapacity(tasks.count)
                                 for task in tasks {
                                     if ExportTaskID.isValid(task.exportTaskID) {
-                                        ready.append(task)
+                                        valid.append(task)
                                     } else {
                                         // Inserted by another tool without validation: never sent.
                                         recorder.submit(TaskTransition(task: task, change: .finish(.invalid),
                                                                        audit: AuditRecord(outcome: .invalid, at: now)))
                                     }
                                 }
+                                ready.append(contentsOf: valid)
                             }
                             if let shortfall = claim.shortfall {
                                 // Nothing more is due now: wait for the next due task, or
@@ -218,13 +221,9 @@ public final class CleanerService: Service, Sendable {
                             ])
                         }
                     }
-                    while free > 0, let task = ready.popFirst() {
-                        free -= 1
-                        inFlight += 1
-                        group.addTask {
-                            await self.process(task)
-                            sink.yield(.slotFreed)
-                        }
+                    for _ in 0..<slots.free {
+                        guard let first = ready.startRunner() else { break }
+                        group.addTask { await self.runner(first, ready: ready, prefetch: prefetch, events: sink) }
                     }
                     if options.drain, held == 0, !mayHaveWork, storeFailures == 0,
                        (try? await database.run({ try $0.hasUnfinishedTasks() })) == false {
@@ -233,6 +232,7 @@ public final class CleanerService: Service, Sendable {
                     }
                 }
                 if stopping, held == 0 { break }
+                let inFlight = ready.inFlight
                 if inFlight != reportedInFlight {
                     reportedInFlight = inFlight
                     shared.withLock { $0.statistics.inFlight = inFlight }
@@ -248,8 +248,8 @@ public final class CleanerService: Service, Sendable {
                 // nil only when the service is cancelled outright.
                 guard let event = await iterator.next() else { break }
                 switch event {
-                case .slotFreed:
-                    inFlight -= 1
+                case .slotFreed, .runningLow:
+                    break
                 case .committed(let count, let dueAgain):
                     held -= count
                     if let due = dueAgain { knownNextDue = min(knownNextDue ?? due, due) }
@@ -265,6 +265,7 @@ public final class CleanerService: Service, Sendable {
                         sink.yield(.graceExpired)
                     }
                 case .graceExpired:
+                    let inFlight = ready.inFlight
                     if inFlight > 0 {
                         logger.warning("shutdown grace expired; cancelling requests in flight", metadata: ["in_flight": "\(inFlight)"])
                         group.cancelAll()
