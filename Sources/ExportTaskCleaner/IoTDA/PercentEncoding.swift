@@ -16,44 +16,63 @@ public enum PercentEncoding {
     /// `"/v5/iot/a%20b"`. No segment list gives `"/"`.
     public static func path(_ segments: [String]) -> String {
         guard !segments.isEmpty else { return "/" }
-        var path = ""
+        var path: [UInt8] = []
+        path.reserveCapacity(segments.reduce(0) { $0 + 1 + $1.utf8.count } + 16)
         for segment in segments {
-            path.append("/")
-            path.append(escape(segment))
+            path.append(UInt8(ascii: "/"))
+            appendEscaped(segment.utf8, to: &path)
         }
-        return path
+        return String(decoding: path, as: UTF8.self)
     }
 
     /// The query string to send for `pairs`, in the canonical order the signature covers:
     /// sorted by key, then value (byte order of their UTF-8), each escaped, `k=v` joined by `&`.
     public static func query(_ pairs: [(String, String)]) -> String {
-        canonicalQuery(pairs.map { (Array($0.0.utf8), Array($0.1.utf8)) })
+        guard !pairs.isEmpty else { return "" }
+        var query: [UInt8] = []
+        appendCanonicalQuery(pairs.map { ($0.0.utf8, $0.1.utf8) }, to: &query)
+        return String(decoding: query, as: UTF8.self)
     }
 
     /// Decodes `%XX` sequences; with `plusIsSpace` (query strings, as Go's and most servers'
     /// form decoding do) a `+` stands for a space. Nil when a `%` is not followed by two hex
     /// digits.
     public static func unescape<S: StringProtocol>(_ s: S, plusIsSpace: Bool = false) -> [UInt8]? {
+        unescape(bytes: s.utf8, plusIsSpace: plusIsSpace)
+    }
+
+    // MARK: - Internals shared by the signer and the verifier
+
+    /// ``unescape(_:plusIsSpace:)`` on raw bytes.
+    static func unescape<Bytes: Collection<UInt8>>(bytes: Bytes, plusIsSpace: Bool = false) -> [UInt8]? {
         var output: [UInt8] = []
-        output.reserveCapacity(s.utf8.count)
-        var iterator = s.utf8.makeIterator()
+        output.reserveCapacity(bytes.count)
+        let complete = forEachDecodedByte(of: bytes, plusIsSpace: plusIsSpace) { output.append($0) }
+        return complete ? output : nil
+    }
+
+    /// Calls `body` with each byte `bytes` decode to (see ``unescape(_:plusIsSpace:)``); false
+    /// when a `%` is not followed by two hex digits (`body` has then seen the bytes before it).
+    @inline(__always)
+    private static func forEachDecodedByte<Bytes: Sequence<UInt8>>(
+        of bytes: Bytes, plusIsSpace: Bool, _ body: (UInt8) -> Void
+    ) -> Bool {
+        var iterator = bytes.makeIterator()
         while let byte = iterator.next() {
             switch byte {
             case UInt8(ascii: "%"):
                 guard let high = iterator.next().flatMap(hexValue),
                       let low = iterator.next().flatMap(hexValue)
-                else { return nil }
-                output.append(high << 4 | low)
+                else { return false }
+                body(high << 4 | low)
             case UInt8(ascii: "+") where plusIsSpace:
-                output.append(UInt8(ascii: " "))
+                body(UInt8(ascii: " "))
             default:
-                output.append(byte)
+                body(byte)
             }
         }
-        return output
+        return true
     }
-
-    // MARK: - Internals shared by the signer and the verifier
 
     /// Whether the SDKs leave `byte` as it is.
     @inline(__always)
@@ -79,47 +98,70 @@ public enum PercentEncoding {
     @inline(__always)
     static func appendEscaped<Bytes: Sequence<UInt8>>(_ bytes: Bytes, to output: inout [UInt8]) {
         for byte in bytes {
-            if isUnreserved(byte) {
-                output.append(byte)
-            } else {
-                output.append(UInt8(ascii: "%"))
-                output.append(upperHexDigits[Int(byte >> 4)])
-                output.append(upperHexDigits[Int(byte & 0x0F)])
-            }
+            appendEscaped(byte, to: &output)
         }
     }
 
-    /// The SDKs' canonical URI: the segments escaped and joined by `/` after a leading `/`,
-    /// with a `/` added at the end unless there already is one.
-    static func canonicalURI<Segment: Sequence<UInt8>>(segments: [Segment]) -> String {
-        var output: [UInt8] = [UInt8(ascii: "/")]
-        for (index, segment) in segments.enumerated() {
-            if index > 0 { output.append(UInt8(ascii: "/")) }
+    @inline(__always)
+    private static func appendEscaped(_ byte: UInt8, to output: inout [UInt8]) {
+        if isUnreserved(byte) {
+            output.append(byte)
+        } else {
+            output.append(UInt8(ascii: "%"))
+            output.append(upperHexDigit(byte >> 4))
+            output.append(upperHexDigit(byte & 0x0F))
+        }
+    }
+
+    /// Appends the SDKs' canonical URI: the segments escaped and joined by `/` after a leading
+    /// `/`, with a `/` added at the end unless there already is one.
+    static func appendCanonicalURI<Segments: Sequence>(segments: Segments, to output: inout [UInt8])
+    where Segments.Element: Sequence<UInt8> {
+        output.append(UInt8(ascii: "/"))
+        var isFirst = true
+        for segment in segments {
+            if !isFirst { output.append(UInt8(ascii: "/")) }
+            isFirst = false
             appendEscaped(segment, to: &output)
         }
         if output.last != UInt8(ascii: "/") { output.append(UInt8(ascii: "/")) }
-        return String(decoding: output, as: UTF8.self)
     }
 
-    /// The SDKs' canonical query string from raw (unescaped) pairs: sorted by key, then by
-    /// value, comparing bytes as Go's `sort.Strings` does; then escaped and joined.
-    static func canonicalQuery(_ pairs: [([UInt8], [UInt8])]) -> String {
-        guard !pairs.isEmpty else { return "" }
+    /// Appends the canonical URI of a received, percent-encoded path: split at `/` (a leading
+    /// `/` starts the path rather than an empty segment), each segment decoded and escaped
+    /// again. False when a segment's percent-encoding is malformed.
+    static func appendCanonicalURI(rawPath: [UInt8], to output: inout [UInt8]) -> Bool {
+        var segments = rawPath[...].components(separatedBy: UInt8(ascii: "/"))[...]
+        if segments.first?.isEmpty == true { segments.removeFirst() }
+        output.append(UInt8(ascii: "/"))
+        for (index, segment) in segments.enumerated() {
+            if index > 0 { output.append(UInt8(ascii: "/")) }
+            let decoded = forEachDecodedByte(of: segment, plusIsSpace: false) { appendEscaped($0, to: &output) }
+            guard decoded else { return false }
+        }
+        if output.last != UInt8(ascii: "/") { output.append(UInt8(ascii: "/")) }
+        return true
+    }
+
+    /// Appends the SDKs' canonical query string from raw (unescaped) pairs: sorted by key, then
+    /// by value, comparing bytes as Go's `sort.Strings` does; then escaped and joined.
+    static func appendCanonicalQuery<Bytes: Collection<UInt8>>(_ pairs: [(Bytes, Bytes)], to output: inout [UInt8]) {
         let sorted = pairs.sorted { lhs, rhs in
-            if lhs.0 != rhs.0 { return lhs.0.lexicographicallyPrecedes(rhs.0) }
+            if !lhs.0.elementsEqual(rhs.0) { return lhs.0.lexicographicallyPrecedes(rhs.0) }
             return lhs.1.lexicographicallyPrecedes(rhs.1)
         }
-        var output: [UInt8] = []
         for (index, pair) in sorted.enumerated() {
             if index > 0 { output.append(UInt8(ascii: "&")) }
             appendEscaped(pair.0, to: &output)
             output.append(UInt8(ascii: "="))
             appendEscaped(pair.1, to: &output)
         }
-        return String(decoding: output, as: UTF8.self)
     }
 
-    private static let upperHexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
+    @inline(__always)
+    private static func upperHexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") - 10 + nibble
+    }
 
     @inline(__always)
     private static func hexValue(_ byte: UInt8) -> UInt8? {

@@ -47,6 +47,10 @@ public enum SigningAlgorithm: String, Sendable, CaseIterable {
 ///   `Authorization: V11-HMAC-SHA256 Credential=<AK>/<info>, SignedHeaders=…, Signature=…`.
 ///
 /// A signer is a small immutable value: share it across tasks freely.
+///
+/// Signing runs per request, so it works on UTF-8 bytes: the canonical request, the string to
+/// sign and the `Authorization` value are each written into one byte buffer, and the HMAC keys
+/// are set up once (the secret key's at `init`, the derived key's once a day).
 public struct RequestSigner: Sendable {
     /// The algorithm used for every request.
     public let algorithm: SigningAlgorithm
@@ -60,14 +64,19 @@ public struct RequestSigner: Sendable {
     /// IoTDA's service name in a derived key's scope.
     public static let iotdaService = "iotdm"
 
-    /// The derived key of the current day, so that HKDF runs once a day rather than per request.
-    private let derivedKeys = DerivedKeyCache()
+    /// The `SDK-HMAC-SHA256` key: HMAC-SHA256 keyed with the secret key, set up once.
+    private let secretKeyMAC: HMACKey
+
+    /// The derived key of the current day (keyed by the day number), so that HKDF runs once a
+    /// day rather than per request.
+    private let derivedKeys = SigningKeyCache<Int64>()
 
     public init(algorithm: SigningAlgorithm, accessKey: AccessKey, region: String, service: String = "iotdm") {
         self.algorithm = algorithm
         self.accessKey = accessKey
         self.region = region
         self.service = service
+        self.secretKeyMAC = HMACKey(Array(accessKey.sk.utf8))
     }
 
     /// The access key ID requests are signed with (not a secret; fine for logs).
@@ -95,32 +104,43 @@ public struct RequestSigner: Sendable {
         date: Date
     ) -> [(String, String)] {
         let stamp = SigningDate(date)
-        var outgoing = headers.filter { !Self.signerOwnedHeaders.contains(asciiLowercased($0.0)) }
-        outgoing.reserveCapacity(outgoing.count + 3)
-        outgoing.append((Self.dateHeader, stamp.basicFormat))
+        let dateText = stamp.basicFormat
+
+        // The headers to send, in the caller's order and case, and the same headers with their
+        // names lower-cased once, for the canonical request.
+        var outgoing: [(String, String)] = []
+        outgoing.reserveCapacity(headers.count + 3)
+        var signed: [LowercasedHeader] = []
+        signed.reserveCapacity(headers.count + 2)
+        for (name, value) in headers {
+            let lowercased = asciiLowercased(name)
+            guard !Self.isSignerOwned(lowercased) else { continue }
+            outgoing.append((name, value))
+            signed.append(LowercasedHeader(name: lowercased, value: value))
+        }
+        outgoing.append((Self.dateHeader, dateText))
+        signed.append(LowercasedHeader(name: Self.lowercasedDateHeader, value: dateText))
         if let token = accessKey.securityToken, !token.isEmpty {
             outgoing.append((Self.securityTokenHeader, token))
+            signed.append(LowercasedHeader(name: Self.lowercasedSecurityTokenHeader, value: token))
         }
-        let signedHeaders = Self.signedHeaderNames(outgoing)
-        let canonical = Self.canonicalRequest(
-            method: method,
-            canonicalURI: PercentEncoding.canonicalURI(segments: pathSegments.map(\.utf8)),
-            canonicalQuery: PercentEncoding.canonicalQuery(query.map { (Array($0.0.utf8), Array($0.1.utf8)) }),
-            headers: outgoing,
-            signedHeaders: signedHeaders,
-            bodyHash: hexSHA256(body)
-        )
-        let authorization = Self.authorization(
+        let signedHeaders = Self.signedHeaderNames(signed)
+
+        var canonical = CanonicalRequest.start(method: method)
+        PercentEncoding.appendCanonicalURI(segments: pathSegments.lazy.map(\.utf8), to: &canonical)
+        canonical.append(CanonicalRequest.newline)
+        if !query.isEmpty {
+            PercentEncoding.appendCanonicalQuery(query.map { ($0.0.utf8, $0.1.utf8) }, to: &canonical)
+        }
+        CanonicalRequest.finish(&canonical, signedHeaders: signedHeaders, headers: signed, body: body)
+
+        let signature = Self.signature(
             algorithm: algorithm, canonicalRequest: canonical, stamp: stamp,
-            accessKey: accessKey.ak, secretKey: accessKey.sk,
-            region: region, service: service, signedHeaders: signedHeaders,
-            derivedKey: { [derivedKeys, accessKey] info in
-                derivedKeys.key(for: info) {
-                    Self.derivedSigningKey(accessKey: accessKey.ak, secretKey: accessKey.sk, info: info)
-                }
-            }
-        ).header
-        outgoing.append((Self.authorizationHeader, authorization))
+            region: region, service: service, key: signingKey(for: stamp)
+        )
+        outgoing.append((Self.authorizationHeader, authorizationValue(
+            stamp: stamp, signedHeaders: signedHeaders, signature: signature
+        )))
         return outgoing
     }
 
@@ -136,14 +156,54 @@ public struct RequestSigner: Sendable {
         signedHeaders: [String],
         body: [UInt8]
     ) -> String {
-        canonicalRequest(
-            method: method,
-            canonicalURI: PercentEncoding.canonicalURI(segments: pathSegments.map(\.utf8)),
-            canonicalQuery: PercentEncoding.canonicalQuery(query.map { (Array($0.0.utf8), Array($0.1.utf8)) }),
-            headers: headers,
-            signedHeaders: signedHeaders,
-            bodyHash: hexSHA256(body)
+        var canonical = CanonicalRequest.start(method: method)
+        PercentEncoding.appendCanonicalURI(segments: pathSegments.lazy.map(\.utf8), to: &canonical)
+        canonical.append(CanonicalRequest.newline)
+        PercentEncoding.appendCanonicalQuery(query.map { ($0.0.utf8, $0.1.utf8) }, to: &canonical)
+        CanonicalRequest.finish(
+            &canonical, signedHeaders: signedHeaders, headers: LowercasedHeader.lowercasing(headers), body: body
         )
+        return String(decoding: canonical, as: UTF8.self)
+    }
+
+    // MARK: - Keys and the Authorization value
+
+    /// The HMAC key for a request signed at `stamp`.
+    private func signingKey(for stamp: SigningDate) -> HMACKey {
+        switch algorithm {
+        case .sdkHMACSHA256:
+            secretKeyMAC
+        case .v11HMACSHA256:
+            derivedKeys.key(for: stamp.dayNumber) { [accessKey, region, service] _ in
+                HMACKey(Self.derivedSigningKey(
+                    accessKey: accessKey.ak, secretKey: accessKey.sk,
+                    info: Self.credentialScope(stamp: stamp, region: region, service: service)
+                ))
+            }
+        }
+    }
+
+    /// `SDK-HMAC-SHA256 Access=AK, SignedHeaders=a;b, Signature=hex` or
+    /// `V11-HMAC-SHA256 Credential=AK/YYYYMMDD/region/service, SignedHeaders=a;b, Signature=hex`.
+    private func authorizationValue(stamp: SigningDate, signedHeaders: [String], signature: [UInt8]) -> String {
+        var value: [UInt8] = []
+        value.reserveCapacity(256)
+        value.appendUTF8(algorithm.rawValue)
+        switch algorithm {
+        case .sdkHMACSHA256:
+            value.appendUTF8(" Access=")
+            value.appendUTF8(accessKey.ak)
+        case .v11HMACSHA256:
+            value.appendUTF8(" Credential=")
+            value.appendUTF8(accessKey.ak)
+            value.append(UInt8(ascii: "/"))
+            Self.appendCredentialScope(stamp: stamp, region: region, service: service, to: &value)
+        }
+        value.appendUTF8(", SignedHeaders=")
+        CanonicalRequest.appendJoined(signedHeaders, to: &value)
+        value.appendUTF8(", Signature=")
+        value.append(contentsOf: signature)
+        return String(decoding: value, as: UTF8.self)
     }
 
     // MARK: - Shared with SignatureVerifier
@@ -151,67 +211,74 @@ public struct RequestSigner: Sendable {
     static let dateHeader = "X-Sdk-Date"
     static let securityTokenHeader = "X-Security-Token"
     static let authorizationHeader = "Authorization"
-    private static let signerOwnedHeaders: Set<String> = ["x-sdk-date", "x-security-token", "authorization"]
+    static let lowercasedDateHeader = "x-sdk-date"
+    static let lowercasedSecurityTokenHeader = "x-security-token"
+    static let lowercasedAuthorizationHeader = "authorization"
 
-    /// The lower-cased, de-duplicated, sorted names of `headers`.
-    static func signedHeaderNames(_ headers: [(String, String)]) -> [String] {
-        Set(headers.map { asciiLowercased($0.0) }).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    /// Whether a (lower-cased) header name is one the signer writes itself.
+    private static func isSignerOwned(_ lowercasedName: String) -> Bool {
+        lowercasedName == lowercasedDateHeader || lowercasedName == lowercasedSecurityTokenHeader
+            || lowercasedName == lowercasedAuthorizationHeader
     }
 
-    static func canonicalRequest(
-        method: String,
-        canonicalURI: String,
-        canonicalQuery: String,
-        headers: [(String, String)],
-        signedHeaders: [String],
-        bodyHash: String
-    ) -> String {
-        var lines: [String] = []
-        lines.reserveCapacity(signedHeaders.count)
-        for name in signedHeaders {
-            let values = headers.lazy
-                .filter { asciiLowercased($0.0) == name }
-                .map(\.1)
-                .sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            for value in values {
-                lines.append(name + ":" + trimmedWhitespace(value))
-            }
+    /// The de-duplicated, sorted names of `headers` (already lower-cased). Sorted by UTF-8 bytes
+    /// as Go's `sort.Strings` does; duplicates are removed first, keeping the first of equal names.
+    static func signedHeaderNames(_ headers: [LowercasedHeader]) -> [String] {
+        var names: [String] = []
+        names.reserveCapacity(headers.count)
+        for header in headers where !names.contains(header.name) {
+            names.append(header.name)
         }
-        var canonical = method
-        canonical += "\n" + canonicalURI
-        canonical += "\n" + canonicalQuery
-        canonical += "\n" + lines.joined(separator: "\n") + "\n"
-        canonical += "\n" + signedHeaders.joined(separator: ";")
-        canonical += "\n" + bodyHash
-        return canonical
+        names.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        return names
     }
 
-    /// The signature of `canonicalRequest` and the `Authorization` header value carrying it.
-    static func authorization(
+    /// The signature of a canonical request, as 64 lower-case hex digits (UTF-8):
+    /// HMAC-SHA256 with `key` over
+    /// `ALGORITHM \n X-Sdk-Date \n [YYYYMMDD/region/service \n] hex(SHA-256(canonical))`,
+    /// the scope line for `V11-HMAC-SHA256` only.
+    static func signature(
         algorithm: SigningAlgorithm,
-        canonicalRequest: String,
+        canonicalRequest: [UInt8],
         stamp: SigningDate,
-        accessKey: String,
-        secretKey: String,
         region: String,
         service: String,
-        signedHeaders: [String],
-        derivedKey: ((String) -> [UInt8])? = nil
-    ) -> (signature: String, header: String) {
-        let canonicalHash = hexSHA256(Array(canonicalRequest.utf8))
-        let signedList = signedHeaders.joined(separator: ";")
-        switch algorithm {
-        case .sdkHMACSHA256:
-            let stringToSign = "SDK-HMAC-SHA256\n\(stamp.basicFormat)\n\(canonicalHash)"
-            let signature = hexHMACSHA256(key: Array(secretKey.utf8), message: stringToSign)
-            return (signature, "SDK-HMAC-SHA256 Access=\(accessKey), SignedHeaders=\(signedList), Signature=\(signature)")
-        case .v11HMACSHA256:
-            let info = "\(stamp.dayFormat)/\(region)/\(service)"
-            let stringToSign = "V11-HMAC-SHA256\n\(stamp.basicFormat)\n\(info)\n\(canonicalHash)"
-            let signingKey = derivedKey?(info) ?? derivedSigningKey(accessKey: accessKey, secretKey: secretKey, info: info)
-            let signature = hexHMACSHA256(key: signingKey, message: stringToSign)
-            return (signature, "V11-HMAC-SHA256 Credential=\(accessKey)/\(info), SignedHeaders=\(signedList), Signature=\(signature)")
+        key: HMACKey
+    ) -> [UInt8] {
+        var stringToSign: [UInt8] = []
+        stringToSign.reserveCapacity(160)
+        stringToSign.appendUTF8(algorithm.rawValue)
+        stringToSign.append(CanonicalRequest.newline)
+        stamp.appendBasicFormat(to: &stringToSign)
+        stringToSign.append(CanonicalRequest.newline)
+        if algorithm == .v11HMACSHA256 {
+            appendCredentialScope(stamp: stamp, region: region, service: service, to: &stringToSign)
+            stringToSign.append(CanonicalRequest.newline)
         }
+        SHA256.hash(data: canonicalRequest).withUnsafeBytes { appendLowerHex($0, to: &stringToSign) }
+
+        var signature: [UInt8] = []
+        signature.reserveCapacity(64)
+        key.authenticationCode(for: stringToSign).withUnsafeBytes { appendLowerHex($0, to: &signature) }
+        return signature
+    }
+
+    /// `YYYYMMDD/region/service`, a derived key's scope (its HKDF `info`).
+    static func credentialScope(stamp: SigningDate, region: String, service: String) -> String {
+        var scope: [UInt8] = []
+        scope.reserveCapacity(10 + region.utf8.count + service.utf8.count)
+        appendCredentialScope(stamp: stamp, region: region, service: service, to: &scope)
+        return String(decoding: scope, as: UTF8.self)
+    }
+
+    private static func appendCredentialScope(
+        stamp: SigningDate, region: String, service: String, to bytes: inout [UInt8]
+    ) {
+        stamp.appendDayFormat(to: &bytes)
+        bytes.append(UInt8(ascii: "/"))
+        bytes.appendUTF8(region)
+        bytes.append(UInt8(ascii: "/"))
+        bytes.appendUTF8(service)
     }
 
     /// The SDKs' derived key: the lower-case hex *text* of HKDF-SHA256(IKM: SK, salt: AK, info,
@@ -223,66 +290,255 @@ public struct RequestSigner: Sendable {
             info: Array(info.utf8),
             outputByteCount: 32
         )
-        return key.withUnsafeBytes { lowerHexBytes($0) }
+        var text: [UInt8] = []
+        text.reserveCapacity(64)
+        key.withUnsafeBytes { appendLowerHex($0, to: &text) }
+        return text
     }
 }
 
-/// Remembers the last derived key: the key depends only on the day (and the fixed AK, SK,
-/// region and service), so one HKDF a day serves every request.
-final class DerivedKeyCache: Sendable {
-    private let last = Mutex<(info: String, key: [UInt8])?>(nil)
+// MARK: - The canonical request
 
-    func key(for info: String, derive: () -> [UInt8]) -> [UInt8] {
-        if let cached = last.withLock({ $0 }), cached.info == info { return cached.key }
-        let key = derive()
-        last.withLock { $0 = (info, key) }
+/// A header whose name has been lower-cased (ASCII letters only), so that it is matched against
+/// signed header names without lower-casing it again for every lookup.
+struct LowercasedHeader: Sendable {
+    var name: String
+    var value: String
+
+    /// `headers` with their names lower-cased once, in the same order.
+    static func lowercasing(_ headers: [(String, String)]) -> [LowercasedHeader] {
+        headers.map { LowercasedHeader(name: asciiLowercased($0.0), value: $0.1) }
+    }
+}
+
+/// Writes a canonical request into one byte buffer:
+/// `METHOD \n URI \n QUERY \n HEADER-LINES \n \n SIGNED-HEADERS \n hex(SHA-256(body))`.
+///
+/// ``start(method:)`` writes `METHOD \n`; the caller appends `URI \n QUERY` (with
+/// ``PercentEncoding``); ``finish(_:signedHeaders:headers:body:)`` writes the rest.
+enum CanonicalRequest {
+    static let newline = UInt8(ascii: "\n")
+
+    /// Room for a typical request, so that the buffer is allocated once.
+    private static let typicalCapacity = 512
+
+    /// hex(SHA-256("")), the body hash of every request without a body.
+    private static let emptyBodyHash: [UInt8] = {
+        var hex: [UInt8] = []
+        SHA256.hash(data: [UInt8]()).withUnsafeBytes { appendLowerHex($0, to: &hex) }
+        return hex
+    }()
+
+    static func start(method: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(typicalCapacity)
+        bytes.appendUTF8(method)
+        bytes.append(newline)
+        return bytes
+    }
+
+    /// Appends `\n HEADER-LINES \n \n SIGNED-HEADERS \n hex(SHA-256(body))`: a `name:value` line
+    /// for each value of each name in `signedHeaders` (in the order given; values of one name
+    /// sorted by their UTF-8 bytes, then trimmed), the names joined by `;`, and the body hash.
+    static func finish(
+        _ bytes: inout [UInt8], signedHeaders: [String], headers: [LowercasedHeader], body: [UInt8]
+    ) {
+        bytes.append(newline)
+        appendHeaderLines(signedHeaders, from: headers, to: &bytes)
+        bytes.append(newline)
+        bytes.append(newline)
+        appendJoined(signedHeaders, to: &bytes)
+        bytes.append(newline)
+        if body.isEmpty {
+            bytes.append(contentsOf: emptyBodyHash)
+        } else {
+            SHA256.hash(data: body).withUnsafeBytes { appendLowerHex($0, to: &bytes) }
+        }
+    }
+
+    /// The header lines, separated (not terminated) by `\n`. A name no header has contributes
+    /// no line; one several headers have contributes a line per value, values sorted.
+    private static func appendHeaderLines(
+        _ names: [String], from headers: [LowercasedHeader], to bytes: inout [UInt8]
+    ) {
+        var isFirstLine = true
+        func appendLine(_ name: String, _ value: String) {
+            if !isFirstLine { bytes.append(newline) }
+            isFirstLine = false
+            bytes.appendUTF8(name)
+            bytes.append(UInt8(ascii: ":"))
+            bytes.appendUTF8(trimmingWhitespace(value[...]))
+        }
+        for name in names {
+            // Nearly always exactly one header has the name: write it without collecting.
+            var matches = 0
+            var firstMatch = 0
+            for index in headers.indices where headers[index].name == name {
+                if matches == 0 { firstMatch = index }
+                matches += 1
+            }
+            if matches == 1 {
+                appendLine(name, headers[firstMatch].value)
+            } else if matches > 1 {
+                let values = headers[firstMatch...].filter { $0.name == name }.map(\.value)
+                for value in values.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+                    appendLine(name, value)
+                }
+            }
+        }
+    }
+
+    /// `names` joined by `;`.
+    static func appendJoined(_ names: [String], to bytes: inout [UInt8]) {
+        for (index, name) in names.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ";")) }
+            bytes.appendUTF8(name)
+        }
+    }
+}
+
+// MARK: - Keys
+
+/// An HMAC-SHA256 key set up once: the HMAC state after absorbing the padded key is kept, so
+/// each message costs only its own hashing (no `SymmetricKey` and key schedule per request).
+struct HMACKey: Sendable {
+    private let keyed: HMAC<SHA256>
+
+    init(_ key: [UInt8]) {
+        keyed = HMAC<SHA256>(key: SymmetricKey(data: key))
+    }
+
+    func authenticationCode(for message: [UInt8]) -> HMAC<SHA256>.MAC {
+        var mac = keyed
+        mac.update(data: message)
+        return mac.finalize()
+    }
+}
+
+/// Remembers the last key made and what it was made from (`Source`), so that a key is made
+/// once and reused while its source stays the same: a signer's derived key changes once a day.
+final class SigningKeyCache<Source: Equatable & Sendable>: Sendable {
+    private let last = Mutex<(source: Source, key: HMACKey)?>(nil)
+
+    func key(for source: Source, make: (Source) -> HMACKey) -> HMACKey {
+        if let cached = last.withLock({ $0?.source == source ? $0?.key : nil }) { return cached }
+        let key = make(source)
+        last.withLock { $0 = (source, key) }
         return key
     }
 }
 
-// MARK: - Hashing and text helpers
+// MARK: - Hex and text helpers
 
-func hexSHA256(_ bytes: [UInt8]) -> String {
-    String(decoding: SHA256.hash(data: bytes).withUnsafeBytes { lowerHexBytes($0) }, as: UTF8.self)
-}
-
-func hexHMACSHA256(key: [UInt8], message: String) -> String {
-    let code = HMAC<SHA256>.authenticationCode(for: Array(message.utf8), using: SymmetricKey(data: key))
-    return String(decoding: code.withUnsafeBytes { lowerHexBytes($0) }, as: UTF8.self)
-}
-
-private let lowerHexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-func lowerHexBytes(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-    var output: [UInt8] = []
-    output.reserveCapacity(bytes.count * 2)
-    for byte in bytes {
-        output.append(lowerHexDigits[Int(byte >> 4)])
-        output.append(lowerHexDigits[Int(byte & 0x0F)])
+extension Array where Element == UInt8 {
+    /// Appends the UTF-8 of `text`: one copy of its bytes when they are stored contiguously
+    /// (always, for native strings), where `append(contentsOf: text.utf8)` may go byte by byte.
+    @inline(__always)
+    mutating func appendUTF8<S: StringProtocol>(_ text: S) {
+        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { append(contentsOf: $0) }
+        if copied == nil { append(contentsOf: text.utf8) }
     }
-    return output
+}
+
+extension ArraySlice where Element == UInt8 {
+    /// The runs of bytes between occurrences of `separator`, empty runs included: what
+    /// `split(separator: separator, omittingEmptySubsequences: false)` returns, without its
+    /// cost (a closure call per byte, and a result array grown from nothing).
+    func components(separatedBy separator: UInt8) -> [ArraySlice<UInt8>] {
+        var parts: [ArraySlice<UInt8>] = []
+        parts.reserveCapacity(8)
+        var start = startIndex
+        while let end = self[start...].firstIndex(of: separator) {
+            parts.append(self[start..<end])
+            start = end + 1
+        }
+        parts.append(self[start...])
+        return parts
+    }
+}
+
+/// Appends `bytes` as lower-case hex digits.
+func appendLowerHex(_ bytes: UnsafeRawBufferPointer, to output: inout [UInt8]) {
+    for byte in bytes {
+        output.append(lowerHexDigit(byte >> 4))
+        output.append(lowerHexDigit(byte & 0x0F))
+    }
+}
+
+@inline(__always)
+private func lowerHexDigit(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
 }
 
 /// Lower-cases ASCII letters only, as header names need (and cheaper than `lowercased()`).
+/// Returns `s` itself when it has no upper-case letter.
 func asciiLowercased(_ s: String) -> String {
-    guard s.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else { return s }
-    return String(decoding: s.utf8.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0 }, as: UTF8.self)
+    guard s.utf8.contains(where: isASCIIUppercase) else { return s }
+    return String(unsafeUninitializedCapacity: s.utf8.count) { buffer in
+        let (_, count) = buffer.initialize(from: s.utf8)
+        for index in 0..<count where isASCIIUppercase(buffer[index]) {
+            buffer[index] |= 0x20
+        }
+        return count
+    }
+}
+
+@inline(__always)
+private func isASCIIUppercase(_ byte: UInt8) -> Bool {
+    byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")
 }
 
 /// Trims Unicode white space at both ends, as Go's `strings.TrimSpace` does.
 func trimmedWhitespace<S: StringProtocol>(_ s: S) -> String {
-    // The usual case: printable ASCII at both ends, nothing to trim.
-    let string = String(s)
-    if let first = string.utf8.first, let last = string.utf8.last,
-       (0x21...0x7E).contains(first), (0x21...0x7E).contains(last) {
-        return string
+    let range = rangeTrimmingWhitespace(s)
+    return range == s.startIndex..<s.endIndex ? String(s) : String(s[range])
+}
+
+/// `s` without the Unicode white space at either end, as a slice of `s`: nothing is copied.
+func trimmingWhitespace(_ s: Substring) -> Substring {
+    // The usual header value: printable ASCII at both ends, nothing to trim.
+    if let first = s.utf8.first, let last = s.utf8.last, isPrintableASCII(first), isPrintableASCII(last) {
+        return s
     }
+    return s[rangeTrimmingWhitespace(s)]
+}
+
+/// Whether `byte` is printable ASCII other than space (`!` through `~`).
+@inline(__always)
+private func isPrintableASCII(_ byte: UInt8) -> Bool {
+    byte >= 0x21 && byte <= 0x7E
+}
+
+/// The range of `s` left when the Unicode white space at both ends (Go's `strings.TrimSpace`)
+/// is removed. Only the scalars at the ends are looked at.
+private func rangeTrimmingWhitespace<S: StringProtocol>(_ s: S) -> Range<String.Index> {
     let scalars = s.unicodeScalars
     var start = scalars.startIndex
     var end = scalars.endIndex
-    while start < end, scalars[start].properties.isWhitespace { start = scalars.index(after: start) }
-    while end > start, scalars[scalars.index(before: end)].properties.isWhitespace { end = scalars.index(before: end) }
-    return String(String.UnicodeScalarView(scalars[start..<end]))
+    while start < end, isWhitespace(scalars[start]) {
+        scalars.formIndex(after: &start)
+    }
+    while start < end {
+        let last = scalars.index(before: end)
+        guard isWhitespace(scalars[last]) else { break }
+        end = last
+    }
+    return start..<end
+}
+
+/// Whether `scalar` has the Unicode White_Space property, as Go's `unicode.IsSpace` asks.
+/// ASCII, nearly everything a header or a configuration file has, is answered without the
+/// Unicode property tables.
+@inline(__always)
+private func isWhitespace(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.isASCII ? isASCIIWhitespace(UInt8(truncatingIfNeeded: scalar.value)) : scalar.properties.isWhitespace
+}
+
+/// Whether `byte` is an ASCII white-space character: `\t`, `\n`, `\v`, `\f`, `\r` or space,
+/// the only ASCII characters with the Unicode White_Space property.
+@inline(__always)
+func isASCIIWhitespace(_ byte: UInt8) -> Bool {
+    byte == UInt8(ascii: " ") || (byte >= 0x09 && byte <= 0x0D)
 }
 
 // MARK: - X-Sdk-Date
@@ -326,30 +582,40 @@ struct SigningDate: Sendable, Equatable {
 
     /// `YYYYMMDDTHHMMSSZ`.
     var basicFormat: String {
-        let (year, month, day) = civil
-        let secondOfDay = secondsSince1970 - Self.floorDivide(secondsSince1970, 86_400) * 86_400
         var bytes: [UInt8] = []
         bytes.reserveCapacity(16)
-        Self.appendDigits(year, width: 4, to: &bytes)
-        Self.appendDigits(month, width: 2, to: &bytes)
-        Self.appendDigits(day, width: 2, to: &bytes)
-        bytes.append(UInt8(ascii: "T"))
-        Self.appendDigits(secondOfDay / 3_600, width: 2, to: &bytes)
-        Self.appendDigits(secondOfDay % 3_600 / 60, width: 2, to: &bytes)
-        Self.appendDigits(secondOfDay % 60, width: 2, to: &bytes)
-        bytes.append(UInt8(ascii: "Z"))
+        appendBasicFormat(to: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
     /// `YYYYMMDD`.
     var dayFormat: String {
-        let (year, month, day) = civil
         var bytes: [UInt8] = []
         bytes.reserveCapacity(8)
+        appendDayFormat(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Whole days since 1970-01-01: what a derived key's scope changes with.
+    var dayNumber: Int64 { Self.floorDivide(secondsSince1970, 86_400) }
+
+    /// Appends ``basicFormat``'s UTF-8.
+    func appendBasicFormat(to bytes: inout [UInt8]) {
+        appendDayFormat(to: &bytes)
+        let secondOfDay = secondsSince1970 - dayNumber * 86_400
+        bytes.append(UInt8(ascii: "T"))
+        Self.appendDigits(secondOfDay / 3_600, width: 2, to: &bytes)
+        Self.appendDigits(secondOfDay % 3_600 / 60, width: 2, to: &bytes)
+        Self.appendDigits(secondOfDay % 60, width: 2, to: &bytes)
+        bytes.append(UInt8(ascii: "Z"))
+    }
+
+    /// Appends ``dayFormat``'s UTF-8.
+    func appendDayFormat(to bytes: inout [UInt8]) {
+        let (year, month, day) = civil
         Self.appendDigits(year, width: 4, to: &bytes)
         Self.appendDigits(month, width: 2, to: &bytes)
         Self.appendDigits(day, width: 2, to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The UTC calendar date (Howard Hinnant's `civil_from_days`).
@@ -388,10 +654,23 @@ struct SigningDate: Sendable, Equatable {
         a >= 0 ? a / b : (a - b + 1) / b
     }
 
+    /// Appends `value` in decimal, padded with zeros on the left to `width` digits.
     private static func appendDigits(_ value: Int64, width: Int, to bytes: inout [UInt8]) {
-        let digits = Array(String(value).utf8)
-        if digits.count < width { bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width - digits.count)) }
-        bytes.append(contentsOf: digits)
+        // Every field of a date in the years 0 to 9999 fills its width exactly.
+        switch width {
+        case 2 where (0..<100).contains(value):
+            bytes.append(UInt8(ascii: "0") + UInt8(value / 10))
+            bytes.append(UInt8(ascii: "0") + UInt8(value % 10))
+        case 4 where (0..<10_000).contains(value):
+            bytes.append(UInt8(ascii: "0") + UInt8(value / 1_000))
+            bytes.append(UInt8(ascii: "0") + UInt8(value / 100 % 10))
+            bytes.append(UInt8(ascii: "0") + UInt8(value / 10 % 10))
+            bytes.append(UInt8(ascii: "0") + UInt8(value % 10))
+        default:
+            let digits = Array(String(value).utf8)
+            if digits.count < width { bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width - digits.count)) }
+            bytes.append(contentsOf: digits)
+        }
     }
 }
 
