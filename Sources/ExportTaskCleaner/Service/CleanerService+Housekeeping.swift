@@ -45,7 +45,11 @@ extension CleanerService {
                 }
                 lastProgress = now
             }
-            do { try await clock.sleep(for: .seconds(1)) } catch { return }
+            // Until the next of these is due (every few seconds at most): an idle service
+            // should cost nothing.
+            var wait = min(options.leaseRenewalInterval - (now - lastRenewal), options.leaseSweepInterval - (now - lastSweep))
+            wait = min(wait, options.statusInterval, options.progressInterval - (now - lastProgress))
+            do { try await clock.sleep(for: max(.milliseconds(10), wait)) } catch { return }
         }
     }
 

@@ -155,6 +155,7 @@ public final class CleanerService: Service, Sendable {
             var knownNextDue: Date?
             var dataVersion = (try? await database.run { try $0.dataVersion() }) ?? 0
             var storeFailures = 0
+            var pollDue = false
             let prefetch = self.prefetch
 
             func stop(_ reason: String) {
@@ -172,8 +173,10 @@ public final class CleanerService: Service, Sendable {
                 }
                 if !stopping {
                     let now = clock.now()
-                    if !mayHaveWork {
-                        if let due = knownNextDue, due <= now { mayHaveWork = true }
+                    if !mayHaveWork, let due = knownNextDue, due <= now { mayHaveWork = true }
+                    if !mayHaveWork, pollDue {
+                        // Once a tick: has another connection changed the database?
+                        pollDue = false
                         if let version = try? await database.run({ try $0.dataVersion() }), version != dataVersion {
                             dataVersion = version
                             mayHaveWork = true
@@ -257,6 +260,7 @@ public final class CleanerService: Service, Sendable {
                     mayHaveWork = true
                 case .tick:
                     ticking = false
+                    pollDue = true
                 case .shutdownRequested:
                     if !stopping { stop("graceful shutdown") }
                     let grace = options.shutdownGrace
