@@ -5,9 +5,10 @@ import Synchronization
 
 /// The service: works the queue until graceful shutdown (or, with `drain`, until it is empty).
 ///
-/// One work loop claims due tasks, never more than there are free slots, and runs each delete
-/// as a child of one task group. Each child catches its own failures and hands its outcome to
-/// the group-commit writer, so one bad task never cancels the others. Retries wait in the
+/// One work loop claims due tasks in batches, a little ahead of the free slots, and starts a
+/// runner per free slot, each a child of one task group; a runner works ready tasks one after
+/// another. Each task's failures are caught where they happen and its outcome goes to the
+/// group-commit writer, so one bad task never cancels the others. Retries wait in the
 /// database (`next_attempt_at`), not in memory. A housekeeping loop renews leases, expires
 /// dead ones, and reports status.
 public final class CleanerService: Service, Sendable {
@@ -132,8 +133,8 @@ public final class CleanerService: Service, Sendable {
     /// and claims are made in batches rather than one task at a time.
     private var prefetch: Int { max(1, min(options.concurrency, 64) / 2) }
 
-    /// The one place tasks are claimed and started. Claimed tasks wait in `ready` until a slot
-    /// is free; each started task runs as a child of one task group and hands its outcome to
+    /// The one place tasks are claimed and runners started. Claimed tasks wait in `ready` until
+    /// a runner takes them; runners are children of one task group and hand each outcome to
     /// the recorder. `held` counts the tasks claimed and not yet committed: the loop ends only
     /// when it is zero, so no outcome is left unwritten.
     private func workLoop(events: AsyncStream<LoopEvent>, sink: AsyncStream<LoopEvent>.Continuation) async -> RunOutcome {
