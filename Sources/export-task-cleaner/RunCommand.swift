@@ -23,6 +23,9 @@ struct RunCommand: AsyncParsableCommand {
         let (credentials, source) = try CredentialsLoader.load(
             method: configuration.auth.method, credentialsFile: configuration.auth.credentialsFile, environment: environment)
         let store = try SQLiteQueueStore(path: configuration.database)
+        for repair in store.repairs {
+            logger.notice("queue file permissions set", metadata: ["file": "\(repair.path)", "change": "\(repair.change)"])
+        }
         let client = try IoTDAClient(
             configuration: .init(endpoint: configuration.endpoint, credentials: credentials,
                                  signing: configuration.signingAlgorithm, region: configuration.region,

@@ -15,15 +15,18 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     /// Who writes: `host:pid`, recorded in every audit row.
     public let runner: String
     public let path: String
+    /// What opening changed in the files' modes and groups (``QueueFiles``), for the log.
+    public let repairs: [QueueFiles.Repair]
 
-    /// Opens (creating when missing) and migrates the database at `path`.
+    /// Opens (creating when missing, mode 0660) and migrates the database at `path`.
     ///
     /// Throws `CleanerError.configuration` when the path cannot be used (missing directory,
     /// no permission), `CleanerError.runtime` when the file is not a usable queue (corrupt,
-    /// or written by a newer release).
+    /// or written by a newer release) or a feeding tool's `-wal`/`-shm` is not writable here.
     public init(path: String, runner: String = Runner.current) throws {
         self.path = path
         self.runner = runner
+        self.repairs = try QueueFiles.prepare(databasePath: path)
         let db: SQLiteConnection
         do {
             db = try SQLiteConnection(path: path)
