@@ -95,6 +95,9 @@ public enum Demo {
         public var databasePath: String
         /// A configuration for `status` and `audit` (no credentials: they need none).
         public var configPath: String
+        /// How the printed commands name the binary: the path of the one that ran, when known,
+        /// since after `swift run` no `export-task-cleaner` is on the `PATH`.
+        public var executable = "export-task-cleaner"
 
         /// Tasks that reached a final state.
         public var finished: Int { TaskState.finished.reduce(0) { $0 + (counts[$1] ?? 0) } }
@@ -106,8 +109,12 @@ public enum Demo {
             return seconds > 0 ? Double(finished) / seconds : 0
         }
 
-        public var statusCommand: String { "export-task-cleaner status --config \(Demo.shellQuoted(configPath))" }
-        public var auditCommand: String { "export-task-cleaner audit --config \(Demo.shellQuoted(configPath)) --format table | tail" }
+        public var statusCommand: String {
+            "\(Demo.shellQuoted(executable)) status --config \(Demo.shellQuoted(configPath))"
+        }
+        public var auditCommand: String {
+            "\(Demo.shellQuoted(executable)) audit --config \(Demo.shellQuoted(configPath)) --format table | tail"
+        }
 
         /// The summary table the command prints.
         public var summary: String {

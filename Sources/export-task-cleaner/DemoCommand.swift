@@ -21,7 +21,9 @@ struct DemoCommand: AsyncParsableCommand {
             Starts the simulator on 127.0.0.1 (realistic mix of answers: mostly 204, some 404 and 403, a few \
             429 and 503; 20 ms latency; signatures checked with a made-up key), queues the IDs in a new \
             database in a temporary folder, and drains it with the real service. Needs no configuration \
-            file and no credentials (--config is accepted, as by every command, but not read: the demo             writes its own next to its database). Ctrl-C stops it gracefully; the summary is printed either way.
+            file and no credentials (--config is accepted, as by every command, but not read: the demo \
+            writes its own next to its database). Ctrl-C stops it gracefully; the summary is printed \
+            either way.
             """)
 
     @OptionGroup var config: ConfigOption
@@ -67,7 +69,17 @@ struct DemoCommand: AsyncParsableCommand {
                 try await ServiceGroup(configuration: group).run()
             })
         if live { Self.write("\r\u{1B}[K") }
-        Self.write(report.summary)
+        var shown = report
+        if let path = Self.executablePath() { shown.executable = path }
+        Self.write(shown.summary)
+    }
+
+    /// The path of the running binary (`/proc/self/exe`), so the printed commands work as shown.
+    private static func executablePath() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private static func write(_ text: String) {
