@@ -30,4 +30,28 @@ public enum TextFormat {
     public static func padLeft(_ text: String, to width: Int) -> String {
         String(repeating: " ", count: max(0, width - text.count)) + text
     }
+
+    /// `text` as a terminal may show it: control characters (C0, DEL, C1 — escape sequences,
+    /// CR, LF, tabs), line and paragraph separators and bidirectional overrides are written as
+    /// `\u{1b}`, so server text or a row another tool wrote can neither move the cursor, clear
+    /// the screen, nor fake a line of its own. The database keeps the raw text.
+    public static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var result = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if needsEscape(scalar) {
+                result.append(contentsOf: "\\u{\(String(scalar.value, radix: 16))}".unicodeScalars)
+            } else {
+                result.append(scalar)
+            }
+        }
+        return String(result)
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00..<0x20, 0x7F..<0xA0, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: true
+        default: false
+        }
+    }
 }

@@ -47,11 +47,11 @@ struct AuditCommand: ParsableCommand {
         }
         if let since {
             guard let date = Self.parseSince(since, now: Date()) else {
-                throw CleanerError.configuration("--since: expected an ISO 8601 time (2026-11-29T15:00:00Z) or an age such as 15m, 2h or 7d, got \"\(since)\"")
+                throw CleanerError.configuration("--since: expected an ISO 8601 time (2026-11-29T15:00:00Z) or an age such as 15m, 2h or 7d (at most 100 years), got \(IDList.quoted(since))")
             }
             filter.since = date
         }
-        let (_, store) = try config.openStore()
+        let (_, store) = try config.openStore(for: .inspect)
         var output = BufferedOutput()
         let writer = AuditWriter(format: format)
         output.write(writer.header)
@@ -64,10 +64,17 @@ struct AuditCommand: ParsableCommand {
         output.flush()
     }
 
+    /// An age may go back this far at most (a hundred years), so no arithmetic on it overflows.
+    static let longestAge: Double = 100 * 366 * 86_400
+
     static func parseSince(_ text: String, now: Date) -> Date? {
         if let date = Timestamp.parse(text) { return date }
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        guard let unit = text.last.flatMap({ units[$0] }), let amount = Double(text.dropLast()), amount >= 0 else { return nil }
+        let digits = text.dropLast()
+        guard let unit = text.last.flatMap({ units[$0] }), !digits.isEmpty,
+              digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              let amount = Double(digits), amount * unit <= longestAge
+        else { return nil }
         return now.addingTimeInterval(-amount * unit)
     }
 }
@@ -126,8 +133,10 @@ struct AuditWriter {
         }
     }
 
+    /// RFC 4180: a field with a comma, a quote or a line break is quoted, quotes doubled. Checked
+    /// by scalar: `"\r\n"` is one `Character`, equal to neither `"\r"` nor `"\n"`.
     static func csvField(_ value: String) -> String {
-        guard value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return value }
+        guard value.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return value }
         return "\"" + value.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
     }
 
@@ -136,11 +145,11 @@ struct AuditWriter {
     static func tableLine(_ fields: [String]) -> String {
         var line = ""
         for (index, field) in fields.enumerated() {
-            let printable = field.map { $0.isNewline ? " " : $0 }
+            let printable = TextFormat.printable(field)
             if index < widths.count {
-                line += TextFormat.padRight(String(printable), to: widths[index]) + " "
+                line += TextFormat.padRight(printable, to: widths[index]) + " "
             } else {
-                line += String(printable)
+                line += printable
             }
         }
         return trimmedTrailingSpaces(line) + "\n"

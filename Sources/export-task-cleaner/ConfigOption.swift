@@ -18,9 +18,9 @@ struct ConfigOption: ParsableArguments {
         try ConfigurationLoader.load(path: path)
     }
 
-    /// The configuration and its queue, opened and migrated.
-    func openStore() throws -> (Configuration, SQLiteQueueStore) {
+    /// The configuration and its queue, opened for `purpose`.
+    func openStore(for purpose: SQLiteQueueStore.Purpose) throws -> (Configuration, SQLiteQueueStore) {
         let configuration = try load()
-        return (configuration, try SQLiteQueueStore(path: configuration.database))
+        return (configuration, try SQLiteQueueStore(path: configuration.database, purpose: purpose))
     }
 }

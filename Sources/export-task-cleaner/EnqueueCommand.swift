@@ -24,13 +24,17 @@ struct EnqueueCommand: ParsableCommand {
     @Argument(help: "Export task IDs. Without any, IDs are read from standard input.")
     var ids: [String] = []
 
+    /// The longest input line read: an ID has at most 36 characters, so anything much longer
+    /// is not a list of IDs (and is refused before it fills the memory).
+    static let maximumLine = 256
+
     func run() throws {
-        for (name, value) in [("--project-id", projectID), ("--instance-id", instanceID)] {
-            if let value, value.isEmpty || !value.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
-                throw CleanerError.configuration("\(name): expected letters, digits, '-' or '_'")
+        for (name, value, rule) in [("--project-id", projectID, IdentifierRule.projectID), ("--instance-id", instanceID, .instanceID)] {
+            if let value, let problem = rule.problem(with: value) {
+                throw CleanerError.configuration("\(name): \(problem) (1 to \(rule.maximumLength) letters, digits, '-' or '_')")
             }
         }
-        let (configuration, store) = try config.openStore()
+        let (configuration, store) = try config.openStore(for: .feed)
         // The configured project is stored as NULL, so a change of project_id carries it along.
         let project = projectID == configuration.projectID ? nil : projectID
         let instance = instanceID == configuration.instanceID ? nil : instanceID
@@ -45,7 +49,7 @@ struct EnqueueCommand: ParsableCommand {
             summary = try store.enqueue(items, now: Date())
         } else {
             // Items are made as the store takes them: a list of millions is held once, as read.
-            let input = try Console.readStandardInput()
+            let input = try Console.readStandardInput(maximumLine: Self.maximumLine)
             summary = try input.withUnsafeBytes { bytes in
                 let lines = IDList.Lines(bytes)
                 var entries = lines.makeIterator()

@@ -8,8 +8,8 @@ import Glibc
 import Musl
 #endif
 
-/// Parses the command line, runs the command, and maps failures to CONTRACT.md's exit
-/// statuses: 1 run-time failure, 2 bad usage or configuration, 3 credentials refused (`run --drain`).
+/// Parses the command line, runs the command, and maps failures to the README's exit
+/// statuses ("Commands"): 1 run-time failure, 2 bad usage or configuration, 3 credentials refused (`run --drain`).
 @main
 enum EntryPoint {
     static func main() async {
@@ -32,7 +32,7 @@ enum EntryPoint {
                 ExportTaskCleanerCommand.exit(withError: error)  // --help, --version
             }
             if code == .validationFailure {
-                // ArgumentParser's usage errors: CONTRACT.md says bad usage is 2.
+                // ArgumentParser's usage errors: the README says bad usage is 2.
                 Console.error(ExportTaskCleanerCommand.fullMessage(for: error))
                 exit(2)
             }
@@ -79,14 +79,26 @@ enum Console {
         write(bytes, to: STDOUT_FILENO)
     }
 
-    /// Everything on standard input until its end.
-    static func readStandardInput() throws -> [UInt8] {
+    /// Everything on standard input until its end, refusing it as soon as one line is longer
+    /// than `maximumLine` bytes: nothing more is read, so one endless line costs no memory.
+    static func readStandardInput(maximumLine: Int) throws -> [UInt8] {
         var input: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var lineStart = 0
+        var lines = 1
         while true {
             let count = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
             if count > 0 {
+                for (offset, byte) in chunk[0..<count].enumerated() where byte == UInt8(ascii: "\n") {
+                    guard input.count + offset - lineStart <= maximumLine else { break }
+                    lineStart = input.count + offset + 1
+                    lines += 1
+                }
                 input.append(contentsOf: chunk[0..<count])
+                if input.count - lineStart > maximumLine {
+                    throw CleanerError.configuration(
+                        "standard input, line \(lines): longer than \(maximumLine) bytes, so not an export task ID (at most \(ExportTaskID.maximumLength) characters); nothing was queued")
+                }
             } else if count == 0 {
                 return input
             } else if errno != EINTR {

@@ -13,7 +13,7 @@ struct StatusCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let (_, store) = try config.openStore()
+        let (_, store) = try config.openStore(for: .inspect)
         let now = Date()
         let status = try store.status(now: now)
         if json {
@@ -22,7 +22,7 @@ struct StatusCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(Report(database: store.path, status: status)), as: UTF8.self))
             return
         }
-        print("queue \(store.path)")
+        print("queue \(TextFormat.printable(store.path))")
         let width = TaskState.allCases.map(\.rawValue.count).max() ?? 0
         for state in TaskState.allCases {
             let name = TextFormat.padRight(state.rawValue, to: width)
@@ -34,7 +34,7 @@ struct StatusCommand: ParsableCommand {
         }
         if let next = status.nextRetryAt {
             let wait = Timestamp.parse(next).map { Self.age($0.timeIntervalSince(now)) } ?? "?"
-            print("next retry      \(next) (in \(wait))")
+            print("next retry      \(TextFormat.printable(next)) (in \(wait))")
         } else {
             print("next retry      none scheduled")
         }
@@ -44,8 +44,8 @@ struct StatusCommand: ParsableCommand {
             print("service         none holds the queue (no heartbeat in the last \(Int(SQLiteQueueStore.heartbeatFreshness)) s)")
         }
         for holder in status.heldBy {
-            print("service         \(holder.runner), running since \(holder.startedAt), heartbeat \(Self.age(holder.secondsSinceHeartbeat)) ago")
-            if let text = holder.status { print("                \(text)") }
+            print("service         \(TextFormat.printable(holder.runner)), running since \(TextFormat.printable(holder.startedAt)), heartbeat \(Self.age(holder.secondsSinceHeartbeat)) ago")
+            if let text = holder.status { print("                \(TextFormat.printable(text))") }
         }
     }
 
@@ -68,11 +68,14 @@ struct StatusCommand: ParsableCommand {
         if let status = outcome.httpStatus { text += " (HTTP \(status))" }
         if let code = outcome.errorCode { text += " \(code)" }
         if let message = outcome.errorMessage { text += ": \(message)" }
-        return text
+        // Every part came from the database, which other tools and server answers wrote.
+        return TextFormat.printable(text)
     }
 
     static func age(_ seconds: Double) -> String {
-        let total = Int(max(0, seconds).rounded())
+        // From the database: bounded (a thousand years) before the conversion, which would trap.
+        guard seconds.isFinite else { return "?" }
+        let total = Int(min(max(0, seconds), 3.2e10).rounded())
         switch total {
         case ..<60: return "\(total) s"
         case ..<3600: return "\(total / 60) min \(total % 60) s"

@@ -196,7 +196,7 @@ struct EndToEndTests {
 
 // MARK: - The world: a simulator, a queue, a configuration, and the binary
 
-private struct World {
+struct World {
     let simulator: IoTDASimulator
     let folder: URL
     let database: String
@@ -222,7 +222,8 @@ private struct World {
 
     /// Writes a configuration (the defaults of a test, overridden by `overrides`) and
     /// starts the binary with it. `config: nil` passes none (the arguments name one).
-    func launch(_ arguments: [String], config overrides: [String: Any]? = [:], environment: [String: String]? = nil) throws -> ChildProcess {
+    func launch(_ arguments: [String], config overrides: [String: Any]? = [:], environment: [String: String]? = nil,
+                stdin: URL? = nil) throws -> ChildProcess {
         var arguments = arguments
         if let overrides {
             var config: [String: Any] = [
@@ -238,7 +239,7 @@ private struct World {
             arguments += ["--config", path.path]
         }
         let credentials = environment ?? ["HUAWEICLOUD_SDK_AK": EndToEndTests.key.ak, "HUAWEICLOUD_SDK_SK": EndToEndTests.key.sk]
-        return try ChildProcess.start(arguments: arguments, environment: credentials)
+        return try ChildProcess.start(arguments: arguments, environment: credentials, stdin: stdin)
     }
 
     func states() throws -> [String: String] {
@@ -267,19 +268,20 @@ private struct World {
 }
 
 /// The binary as a child process, its output collected.
-private final class ChildProcess: @unchecked Sendable {
+final class ChildProcess: @unchecked Sendable {
     let process = Process()
     private let stderrPipe = Pipe()
     private let stdoutPipe = Pipe()
     private let lock = NSLock()
     private var stderrData = Data()
+    private var stdoutData = Data()
 
     static var binary: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent(".build/debug/export-task-cleaner")
     }
 
-    static func start(arguments: [String], environment: [String: String]) throws -> ChildProcess {
+    static func start(arguments: [String], environment: [String: String], stdin: URL? = nil) throws -> ChildProcess {
         let binary = Self.binary
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw CleanerError.runtime("\(binary.path) is missing: build it first (swift build)")
@@ -295,13 +297,24 @@ private final class ChildProcess: @unchecked Sendable {
             guard let child else { return }
             child.lock.withLock { child.stderrData.append(data) }
         }
-        child.stdoutPipe.fileHandleForReading.readabilityHandler = { handle in _ = handle.availableData }
+        child.stdoutPipe.fileHandleForReading.readabilityHandler = { [weak child] handle in
+            let data = handle.availableData
+            guard let child else { return }
+            child.lock.withLock { child.stdoutData.append(data) }
+        }
+        // Input from a file, not a pipe: a child that stops reading early cannot raise SIGPIPE here.
+        if let stdin { child.process.standardInput = try FileHandle(forReadingFrom: stdin) }
         try child.process.run()
         return child
     }
 
     var stderrText: String {
         lock.withLock { String(decoding: stderrData, as: UTF8.self) }
+    }
+
+    /// Standard output; complete once `exit(within:)` has returned.
+    var stdoutText: String {
+        lock.withLock { String(decoding: stdoutData, as: UTF8.self) }
     }
 
     func signal(_ signal: Int32) {
@@ -325,7 +338,11 @@ private final class ChildProcess: @unchecked Sendable {
         stderrPipe.fileHandleForReading.readabilityHandler = nil
         stdoutPipe.fileHandleForReading.readabilityHandler = nil
         let rest = stderrPipe.fileHandleForReading.readDataToEndOfFile()
-        lock.withLock { stderrData.append(rest) }
+        let restOut = stdoutPipe.fileHandleForReading.readDataToEndOfFile()
+        lock.withLock {
+            stderrData.append(rest)
+            stdoutData.append(restOut)
+        }
         return process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus
     }
 }

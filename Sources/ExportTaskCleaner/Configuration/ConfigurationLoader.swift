@@ -1,5 +1,10 @@
 import FoundationEssentials
 import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// Reads and validates the configuration file. Every problem is a `CleanerError.configuration`
 /// (exit status 2) that names the file, the line and the key at fault.
@@ -18,7 +23,10 @@ public enum ConfigurationLoader {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "it cannot be read (check its permissions)" : "no such file"
+            var info = stat()
+            let reason = stat(path, &info) != 0 ? "no such file"
+                : info.st_mode & S_IFMT == S_IFDIR ? "it is a folder, not a file"
+                : "it cannot be read (check its permissions)"
             throw CleanerError.configuration("\(path): cannot read the configuration: \(reason)")
         }
         var configuration = try parse(Array(data), source: path)
@@ -49,7 +57,7 @@ public enum ConfigurationLoader {
         let source: String
 
         func fail(_ key: String, _ line: Int, _ message: String) -> CleanerError {
-            .configuration("\(source):\(line): \(key): \(message)")
+            .configuration("\(source):\(line): \(key.isEmpty ? "the configuration" : key): \(message)")
         }
 
         func object(_ value: JSONValue.Located, _ key: String, allowed: [String]) throws -> [String: JSONValue.Located] {
@@ -76,6 +84,14 @@ public enum ConfigurationLoader {
             }
             guard !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
                 throw fail(key, value.line, "must not contain control characters")
+            }
+            return text
+        }
+
+        func identifier(_ value: JSONValue.Located, _ rule: IdentifierRule) throws -> String {
+            let text = try string(value, rule.name)
+            if let problem = rule.problem(with: text) {
+                throw fail(rule.name, value.line, "\(problem) (1 to \(rule.maximumLength) letters, digits, '-' or '_')")
             }
             return text
         }
@@ -115,22 +131,21 @@ public enum ConfigurationLoader {
             guard region.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
                 throw fail("region", keys["region"]!.line, "expected a region name such as cn-north-4")
             }
-            let projectID = try string(try required("project_id"), "project_id")
-            guard projectID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
-                throw fail("project_id", keys["project_id"]!.line, "expected letters, digits, '-' or '_'")
-            }
+            let projectID = try identifier(try required("project_id"), .projectID)
             let endpoint = try keys["endpoint"].map { try endpointValue($0) } ?? "https://iotda.\(region).myhuaweicloud.com"
             var configuration = Configuration(endpoint: endpoint, region: region, projectID: projectID)
             if let database = try optionalString(keys["database"], "database") { configuration.database = database }
-            configuration.instanceID = try optionalString(keys["instance_id"], "instance_id")
+            if let value = keys["instance_id"], value.value != .null {
+                configuration.instanceID = try identifier(value, .instanceID)
+            }
             if let auth = keys["auth"] { configuration.auth = try self.auth(auth) }
             if let value = keys["concurrency"] { configuration.concurrency = try integer(value, "concurrency", 1...1024) }
             if let value = keys["max_requests_per_second"] {
                 guard case .number(let rate, let text) = value.value else {
-                    throw fail("max_requests_per_second", value.line, "expected a number above 0 and at most 100000, got \(value.value.kind)")
+                    throw fail("max_requests_per_second", value.line, "expected a number from 0.001 to 100000, got \(value.value.kind)")
                 }
-                guard rate > 0, rate <= 100_000 else {
-                    throw fail("max_requests_per_second", value.line, "expected a number above 0 and at most 100000, got \(text)")
+                guard rate >= 0.001, rate <= 100_000 else {
+                    throw fail("max_requests_per_second", value.line, "expected a number from 0.001 to 100000, got \(text)")
                 }
                 configuration.maxRequestsPerSecond = rate
             }
@@ -162,6 +177,10 @@ public enum ConfigurationLoader {
             else { throw fail("endpoint", value.line, "expected a URL such as https://iotda.cn-north-4.myhuaweicloud.com") }
             guard url.path.isEmpty || url.path == "/", url.query == nil, url.fragment == nil, url.user == nil else {
                 throw fail("endpoint", value.line, "expected only scheme, host and port, without path, query or user")
+            }
+            let authority = text.split(separator: "/", omittingEmptySubsequences: false).dropFirst(2).first ?? ""
+            if authority.hasSuffix(":") || url.port.map({ !(1...65_535).contains($0) }) == true {
+                throw fail("endpoint", value.line, "the port must be a number from 1 to 65535")
             }
             switch scheme {
             case "https": break

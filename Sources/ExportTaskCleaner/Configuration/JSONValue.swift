@@ -150,17 +150,23 @@ public indirect enum JSONValue: Equatable, Sendable {
             index += 1
             var scalars = String.UnicodeScalarView()
             var raw: [UInt8] = []
-            func flush() {
-                if !raw.isEmpty { scalars.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars); raw.removeAll() }
+            // JSON text is UTF-8: a string with bytes that are not (a path in another encoding)
+            // is refused, rather than read with U+FFFD in their place.
+            func flush() -> Bool {
+                guard !raw.isEmpty else { return true }
+                guard let text = String(validating: raw, as: UTF8.self) else { return false }
+                scalars.append(contentsOf: text.unicodeScalars)
+                raw.removeAll()
+                return true
             }
             while let byte = current {
                 index += 1
                 switch byte {
                 case UInt8(ascii: "\""):
-                    flush()
+                    guard flush() else { throw error("invalid UTF-8 in a string") }
                     return String(scalars)
                 case UInt8(ascii: "\\"):
-                    flush()
+                    guard flush() else { throw error("invalid UTF-8 in a string") }
                     guard let escaped = current else { break }
                     index += 1
                     switch escaped {

@@ -23,7 +23,8 @@ public enum CredentialSource: String, Sendable {
 ///    over; one holding only some of them is an error.
 /// 2. **`auth.credentials_file`**: when configured it must exist, be a regular file, and be
 ///    readable and writable by its owner only (mode `0600` or `0400`; anything open to the group
-///    or others is refused with the `chmod 600 <path>` that fixes it). Its format:
+///    or others is refused with the `chmod 600 <path>` that fixes it), belong to this user or
+///    root, and lie in folders no one else may write (as OpenSSH's StrictModes). Its format:
 ///
 ///    ```
 ///    # comments and blank lines are allowed
@@ -132,6 +133,14 @@ public enum CredentialsLoader {
                     + "run chmod 600 \(path)"
             )
         }
+        // As OpenSSH's StrictModes: the file (a symlink's target included) belongs to this user
+        // or root, and no folder on its way can be written by someone else, who could swap it.
+        if file.owner != geteuid(), file.owner != 0 {
+            throw CleanerError.configuration(
+                "auth.credentials_file: \(path) belongs to uid \(file.owner), not to this user (uid \(geteuid())) or root; "
+                    + "run chown \(geteuid()) \(path)")
+        }
+        try checkFolders(of: path)
         let fields = try CredentialsFileFormat.parse(file.bytes, path: path)
 
         switch method {
@@ -148,6 +157,30 @@ public enum CredentialsLoader {
                 )
             }
             return .accessKey(AccessKey(ak: ak, sk: sk, securityToken: fields[.securityToken]))
+        }
+    }
+
+    /// Each folder from the file's real location up to `/` must belong to root or this user and
+    /// be writable by no one else, unless it is sticky (as `/tmp` is: others cannot rename or
+    /// remove what is not theirs there).
+    private static func checkFolders(of path: String) throws {
+        guard let resolved = realpath(path, nil) else { return }
+        var folder = String(cString: resolved)
+        free(resolved)
+        while folder != "/" {
+            folder = folder.lastIndex(of: "/").map { $0 == folder.startIndex ? "/" : String(folder[..<$0]) } ?? "/"
+            var info = stat()
+            guard stat(folder, &info) == 0 else { return }
+            if info.st_uid != geteuid(), info.st_uid != 0 {
+                throw CleanerError.configuration(
+                    "auth.credentials_file: the folder \(folder) belongs to uid \(info.st_uid), so that user could replace \(path); "
+                        + "keep the file in a folder of this user's or root's")
+            }
+            if info.st_mode & 0o022 != 0, info.st_mode & S_ISVTX == 0 {
+                throw CleanerError.configuration(
+                    "auth.credentials_file: the folder \(folder) is writable by group or others (mode \(String(info.st_mode & 0o7777, radix: 8))), "
+                        + "so they could replace \(path); run chmod go-w \(folder)")
+            }
         }
     }
 
@@ -198,9 +231,9 @@ public enum CredentialsLoader {
         return value
     }
 
-    /// The contents of the regular file at `path` (and its permission bits), or nil when there
+    /// The contents of the regular file at `path` (and its permission bits and owner), or nil when there
     /// is no such file. `open` then `fstat` check the very file that is read.
-    static func readFile(_ path: String, withMode: Bool) throws -> (bytes: [UInt8], mode: UInt32)? {
+    static func readFile(_ path: String, withMode: Bool) throws -> (bytes: [UInt8], mode: UInt32, owner: uid_t)? {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             let code = errno
@@ -234,7 +267,7 @@ public enum CredentialsLoader {
                 throw CleanerError.configuration("\(path) is larger than \(maximumFileSize / 1024) KiB; it is not a credentials file")
             }
         }
-        return (bytes, UInt32(info.st_mode))
+        return (bytes, UInt32(info.st_mode), info.st_uid)
     }
 
     static func readFile(_ path: String) throws -> [UInt8]? {

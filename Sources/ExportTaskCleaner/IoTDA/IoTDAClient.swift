@@ -218,9 +218,16 @@ public final class IoTDAClient: IoTDATransport, Sendable {
                 task.cancel()
             }
         } catch {
+            let duration = clock.now - start
+            if let error = error as? HTTPClientError, Self.refusals.contains(error.shortDescription) {
+                // The HTTP client found the request itself malformed (a header value with a
+                // line break, say): nothing was sent, and sending it again cannot help.
+                return DeleteResult(
+                    classification: .rejected, delivery: .notSent,
+                    errorMessage: "the HTTP client refused the request: \(error.shortDescription)", duration: duration)
+            }
             let delivery: Delivery = delegate.wasHeadSent ? .unknown : .notSent
             let message = describe(error)
-            let duration = clock.now - start
             logger.trace(
                 "delete failed without a response",
                 metadata: [
@@ -256,6 +263,13 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         return result
     }
 
+    /// async-http-client's errors (by their short description) for a request it will not send
+    /// as built; anything else without a response may be passing.
+    static let refusals: Set<String> = [
+        "Invalid header field names", "Invalid header field values", "Invalid URL", "Empty host",
+        "Incompatible headers",
+    ]
+
     /// A short, secret-free description of a failure without a response.
     private func describe(_ error: any Error) -> String {
         if let error = error as? HTTPClientError {
@@ -269,7 +283,8 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             case .alreadyShutdown: return "client shut down"
             case .tlsHandshakeTimeout: return "TLS handshake timed out"
             case .getConnectionFromPoolTimeout: return "timed out waiting for a connection"
-            default: return "HTTP client error: \(error)"
+            // The short description: the long one may carry header values, and so a secret.
+            default: return "HTTP client error: \(error.shortDescription)"
             }
         }
         if error is CancellationError { return "cancelled" }

@@ -27,6 +27,23 @@ public enum ExportTaskID {
         return nil
     }
 
+    /// How much of an invalid ID is stored and shown: the first `recordedBytes` bytes (cut at a
+    /// character boundary), then `... (N bytes in all)`.
+    public static let recordedBytes = 64
+
+    /// `id` as it is recorded when invalid: whole up to `recordedBytes` bytes, else cut and
+    /// marked as cut.
+    public static func recordable(_ id: String) -> String {
+        let total = id.utf8.count
+        guard total > recordedBytes else { return id }
+        var prefix = ""
+        for character in id {
+            guard prefix.utf8.count + character.utf8.count <= recordedBytes else { break }
+            prefix.append(character)
+        }
+        return prefix + "... (\(total) bytes in all)"
+    }
+
     @inline(__always)
     static func isAllowed(_ byte: UInt8) -> Bool {
         switch byte {

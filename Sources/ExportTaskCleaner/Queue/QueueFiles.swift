@@ -12,12 +12,12 @@ import Darwin
 /// SQLite creates a database 0644 less the umask, and gives `-wal` and `-shm` the database's
 /// mode. So a database made here is created 0660, whatever the umask, and `-wal`/`-shm` follow.
 /// Their group comes from the folder: the state folder is setgid (2770), so every file made in
-/// it belongs to the service's group. Before a writer opens the queue, `prepare` checks the
-/// three files: it adds the group's read and write bits to a file this user owns, moves such a
-/// file into the setgid folder's group, and refuses, naming the fix, a file this user may not
-/// write.
+/// it belongs to the service's group. A writer opening the queue refuses, naming the fix, a
+/// file it may not write (`checkAccess`); once the file is known to be a queue (another
+/// application's database is left untouched), it adds the group's read and write bits to a
+/// file this user owns and moves such a file into the setgid folder's group (`repair`).
 public enum QueueFiles {
-    /// A change `prepare` made, for the log.
+    /// A change `createIfMissing` or `repair` made, for the log.
     public struct Repair: Sendable, Equatable, CustomStringConvertible {
         public var path: String
         public var change: String
@@ -26,35 +26,45 @@ public enum QueueFiles {
 
     static let sharedMode: mode_t = 0o660
 
-    /// Creates the database 0660 when missing, and repairs or refuses the modes of the files
-    /// that exist. Returns what it changed.
-    public static func prepare(databasePath path: String) throws(CleanerError) -> [Repair] {
-        var repairs: [Repair] = []
-        if createIfMissing(path) {
-            repairs.append(.init(path: path, change: "created with mode 0660"))
-        }
+    /// The database and the `-wal` and `-shm` beside it.
+    private static func files(_ path: String) -> [(path: String, isDatabase: Bool)] {
+        [(path, true), (path + "-wal", false), (path + "-shm", false)]
+    }
+
+    /// Refuses, before anything is opened or changed, a queue file that this user may not read
+    /// and write, naming the fix.
+    public static func checkAccess(databasePath path: String) throws(CleanerError) {
         let folder = folderInfo(of: path)
-        for (file, isDatabase) in [(path, true), (path + "-wal", false), (path + "-shm", false)] {
+        for (file, isDatabase) in files(path) {
             var info = stat()
             guard lstat(file, &info) == 0 else { continue }
-            if info.st_uid == geteuid() {
-                if info.st_mode & sharedMode != sharedMode, chmod(file, (info.st_mode | sharedMode) & 0o7777) == 0 {
-                    repairs.append(.init(path: file, change: "mode \(octal(info.st_mode)) → \(octal(info.st_mode | sharedMode))"))
-                }
-                if let folder, folder.setgid, info.st_gid != folder.gid, chown(file, uid_t.max, folder.gid) == 0 {
-                    repairs.append(.init(path: file, change: "group \(info.st_gid) → \(folder.gid), the folder's"))
-                }
-            }
             if access(file, R_OK | W_OK) != 0 {
                 throw unwritable(file, info: info, folder: folder, isDatabase: isDatabase)
+            }
+        }
+    }
+
+    /// Gives the group's read and write bits to each queue file this user owns without them,
+    /// and moves such a file into a setgid folder's group. Returns what it changed.
+    public static func repair(databasePath path: String) -> [Repair] {
+        var repairs: [Repair] = []
+        let folder = folderInfo(of: path)
+        for (file, _) in files(path) {
+            var info = stat()
+            guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else { continue }
+            if info.st_mode & sharedMode != sharedMode, chmod(file, (info.st_mode | sharedMode) & 0o7777) == 0 {
+                repairs.append(.init(path: file, change: "mode \(octal(info.st_mode)) → \(octal(info.st_mode | sharedMode))"))
+            }
+            if let folder, folder.setgid, info.st_gid != folder.gid, chown(file, uid_t.max, folder.gid) == 0 {
+                repairs.append(.init(path: file, change: "group \(info.st_gid) → \(folder.gid), the folder's"))
             }
         }
         return repairs
     }
 
-    /// Creates an empty database file 0660 (not less the umask); false when it existed, or
-    /// when it cannot be made here (SQLite's open then names the reason).
-    private static func createIfMissing(_ path: String) -> Bool {
+    /// Creates an empty database file 0660 (not less the umask, in a setgid folder's group);
+    /// false when it existed, or when it cannot be made here (SQLite's open then names why).
+    public static func createIfMissing(_ path: String) -> Bool {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, sharedMode)
         guard fd >= 0 else { return false }
         defer { close(fd) }

@@ -89,6 +89,22 @@ public struct ClaimedTask: Sendable, Equatable {
     /// Requests already sent for this task in this cycle.
     public var attempts: Int
     public var leaseToken: String
+    /// Why this row must not be sent — a column another tool wrote that breaks
+    /// ``IdentifierRule`` or is not text — or nil when it may be. The service finishes such a
+    /// task as `invalid`, with this as the audit row's message, and sends nothing.
+    public var problem: String? = nil
+
+    /// The problem with a row's identifying columns, each given as its text (nil for NULL) and
+    /// whether SQLite stored it as TEXT; nil when the row may be sent.
+    public static func problem(exportTaskID: String, projectID: String?, instanceID: String?,
+                               nonText: [String] = []) -> String? {
+        if let column = nonText.first { return "\(column): not text" }
+        if let problem = IdentifierRule.exportTaskID.problem(with: exportTaskID) { return "export_task_id: \(problem)" }
+        for (rule, value) in [(IdentifierRule.projectID, projectID), (.instanceID, instanceID)] {
+            if let value, let problem = rule.problem(with: value) { return "\(rule.name): \(problem)" }
+        }
+        return nil
+    }
 }
 
 /// What happens to a leased task, written together with its audit row.

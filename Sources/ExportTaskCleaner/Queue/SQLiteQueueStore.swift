@@ -18,33 +18,77 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     /// What opening changed in the files' modes and groups (``QueueFiles``), for the log.
     public let repairs: [QueueFiles.Repair]
 
-    /// Opens (creating when missing, mode 0660) and migrates the database at `path`.
-    ///
-    /// Throws `CleanerError.configuration` when the path cannot be used (missing directory,
-    /// no permission), `CleanerError.runtime` when the file is not a usable queue (corrupt,
-    /// or written by a newer release) or a feeding tool's `-wal`/`-shm` is not writable here.
-    public init(path: String, runner: String = Runner.current) throws {
-        self.path = path
-        self.runner = runner
-        self.repairs = try QueueFiles.prepare(databasePath: path)
-        let db: SQLiteConnection
-        do {
-            db = try SQLiteConnection(path: path)
-            try Schema.migrate(db)
-        } catch let error as SQLiteError {
-            throw Self.openingError(error, path: path)
-        }
-        self.db = db
+    /// What a command opens the queue for.
+    public enum Purpose: Sendable {
+        /// `status`, `audit`: read only. The file must exist and be a queue of this release;
+        /// it is never created, migrated or switched to WAL.
+        case inspect
+        /// `enqueue`, `requeue`: created when missing (mode 0660) and migrated; another
+        /// application's database is refused.
+        case feed
+        /// `run`: as `feed`, and its integrity is checked first (`PRAGMA quick_check`), so a
+        /// corrupted queue stops the service before it sends anything.
+        case serve
     }
 
-    private static func openingError(_ error: SQLiteError, path: String) -> CleanerError {
+    /// Opens the database at `path` for `purpose`.
+    ///
+    /// Throws `CleanerError.configuration` when the path cannot be used (missing directory,
+    /// no permission, another application's file, no queue yet to inspect),
+    /// `CleanerError.runtime` when the file is not a usable queue (corrupt, or written by a
+    /// newer release) or a feeding tool's `-wal`/`-shm` is not writable here.
+    public init(path: String, runner: String = Runner.current, purpose: Purpose = .feed) throws {
+        self.path = path
+        self.runner = runner
+        let db: SQLiteConnection
+        var repairs: [QueueFiles.Repair] = []
+        if purpose == .inspect {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw CleanerError.configuration("database: there is no queue at \(path) yet (`run` or `enqueue` creates it)")
+            }
+        } else {
+            if QueueFiles.createIfMissing(path) { repairs.append(.init(path: path, change: "created with mode 0660")) }
+            try QueueFiles.checkAccess(databasePath: path)
+        }
+        do {
+            db = try SQLiteConnection(path: path, mode: purpose == .inspect ? .readOnly : .readWriteCreate)
+            if purpose == .inspect {
+                try Schema.check(db)
+            } else {
+                // Nothing is changed in another application's file: not even its modes.
+                try Schema.refuseForeign(db)
+                repairs += QueueFiles.repair(databasePath: path)
+                if purpose == .serve { try Self.checkIntegrity(db, path: path) }
+                try Schema.migrate(db)
+                try db.useWAL()
+            }
+        } catch let error as SQLiteError {
+            throw Self.openingError(error, path: path, writing: purpose != .inspect)
+        }
+        self.db = db
+        self.repairs = repairs
+    }
+
+    /// `PRAGMA quick_check`: O(n) in the file's size, without the index cross-checks of
+    /// `integrity_check` (README, "The database" has its cost at a million tasks).
+    private static func checkIntegrity(_ db: SQLiteConnection, path: String) throws {
+        let statement = try db.prepare("PRAGMA quick_check(3)")
+        defer { statement.reset() }
+        var problems: [String] = []
+        while try statement.step() { problems.append(statement.string(0)) }
+        guard problems != ["ok"] else { return }
+        throw CleanerError.runtime(
+            "database: \(path) is corrupt (quick_check: \(TextFormat.printable(problems.joined(separator: "; ")))); nothing was sent. Restore it from a backup, or recover what is left with `sqlite3 \(path) .recover`")
+    }
+
+    private static func openingError(_ error: SQLiteError, path: String, writing: Bool) -> CleanerError {
         switch error.primaryCode {
         case SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_READONLY, SQLITE_AUTH:
             let directory = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ""
             let hint = FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory)
                 ? "check that this user may read and write it and its directory"
                 : "the directory \(directory) does not exist"
-            return .configuration("database: cannot open \(path) for writing (\(error.message)); \(hint)")
+            return .configuration("database: cannot open \(path)\(writing ? " for writing" : "") (\(error.message)); \(hint)")
         case SQLITE_NOTADB, SQLITE_CORRUPT:
             return .runtime("database: \(path) is not a usable SQLite database (\(error.message)); it was left untouched")
         default:
@@ -173,7 +217,10 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
 
         private mutating func insertOne(_ item: EnqueueItem, valid: Bool) throws {
             let statement = valid ? insert : insertInvalid
-            statement.bind(item.exportTaskID, at: 1)
+            // An invalid ID is kept as a record of what was fed, but bounded: the audit log
+            // is append-only, so a huge one would stay for ever.
+            let exportTaskID = valid ? item.exportTaskID : ExportTaskID.recordable(item.exportTaskID)
+            statement.bind(exportTaskID, at: 1)
             statement.bind(item.projectID, at: 2)
             statement.bind(item.instanceID, at: 3)
             statement.bind(at, at: 4)
@@ -184,10 +231,10 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
                 return
             }
             summary.invalid.append(.init(
-                exportTaskID: item.exportTaskID, line: item.line,
+                exportTaskID: exportTaskID, line: item.line,
                 problem: ExportTaskID.problem(with: item.exportTaskID) ?? "invalid"))
             if inserted {
-                try store.insertAudit(db, taskID: db.lastInsertRowID, exportTaskID: item.exportTaskID,
+                try store.insertAudit(db, taskID: db.lastInsertRowID, exportTaskID: exportTaskID,
                                       projectID: item.projectID, record: AuditRecord(outcome: .invalid, at: now))
             }
         }
@@ -230,10 +277,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         statement.bind(limit, at: 4)
         var tasks: [ClaimedTask] = []
         while try statement.step() {
-            tasks.append(ClaimedTask(
-                id: statement.int(0), exportTaskID: statement.string(1),
-                projectID: statement.optionalString(2), instanceID: statement.optionalString(3),
-                attempts: statement.int(4), leaseToken: leaseToken))
+            tasks.append(Self.claimedTask(statement, leaseToken: leaseToken))
         }
         return tasks
     }
@@ -253,10 +297,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         do {
             defer { select.reset() }
             while try select.step() {
-                tasks.append(ClaimedTask(
-                    id: select.int(0), exportTaskID: select.string(1),
-                    projectID: select.optionalString(2), instanceID: select.optionalString(3),
-                    attempts: select.int(4), leaseToken: leaseToken))
+                tasks.append(Self.claimedTask(select, leaseToken: leaseToken))
             }
         }
         guard !tasks.isEmpty else { return [] }
@@ -271,6 +312,25 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
             try lease.run()
         }
         return tasks
+    }
+
+    /// Bounds `attempts` as read (another tool may write any integer), so counting on from it
+    /// cannot overflow; far above any `retry.max_attempts`.
+    static let maximumAttempts = 1_000_000
+
+    /// A claimed row (`id, export_task_id, project_id, instance_id, attempts`), checked: other
+    /// tools write these columns with plain SQL, so a value that is not text (a BLOB `x'2e2e'`
+    /// reads as `..`) or breaks ``IdentifierRule`` makes the task's ``ClaimedTask/problem``.
+    private static func claimedTask(_ row: SQLiteStatement, leaseToken: String) -> ClaimedTask {
+        let columns: [(Int32, String, Bool)] = [(1, "export_task_id", false), (2, "project_id", true), (3, "instance_id", true)]
+        let nonText = columns.compactMap { column, name, nullable in
+            row.isText(column) || (nullable && row.isNull(column)) ? nil : name
+        }
+        var task = ClaimedTask(id: row.int(0), exportTaskID: row.string(1), projectID: row.optionalString(2),
+                               instanceID: row.optionalString(3), attempts: min(max(0, row.int(4)), Self.maximumAttempts), leaseToken: leaseToken)
+        task.problem = ClaimedTask.problem(exportTaskID: task.exportTaskID, projectID: task.projectID,
+                                           instanceID: task.instanceID, nonText: nonText)
+        return task
     }
 
     public func apply(_ transitions: [TaskTransition]) throws -> [Bool] {

@@ -69,14 +69,51 @@ enum Schema {
 
     static var currentVersion: Int { migrations.count }
 
-    /// Brings the file to `currentVersion`, or refuses a newer one.
+    /// Checks, without changing anything, that the file is a queue of the current version: for
+    /// the commands that only read (`status`, `audit`).
+    static func check(_ connection: SQLiteConnection) throws {
+        let found = try connection.scalarInt("PRAGMA user_version") ?? 0
+        if found > currentVersion { throw newer(connection.path, found) }
+        if found == 0 {
+            let what = try foreignTables(connection).map { "other tables (\($0))" } ?? "no tables"
+            throw CleanerError.configuration(
+                "database: \(connection.path) is not an export-task-cleaner queue (\(what), no schema version); nothing was changed")
+        }
+        if found < currentVersion {
+            throw CleanerError.configuration(
+                "database: \(connection.path) has schema version \(found), older than this release's \(currentVersion); `run` or `enqueue` migrates it")
+        }
+    }
+
+    /// Refuses a file with tables of its own and no schema version of ours: another
+    /// application's database, to which the queue's tables must not be added.
+    static func refuseForeign(_ connection: SQLiteConnection) throws {
+        guard try connection.scalarInt("PRAGMA user_version") ?? 0 == 0, let tables = try foreignTables(connection) else { return }
+        throw CleanerError.configuration(
+            "database: \(connection.path) holds other tables (\(tables)) and no export-task-cleaner schema: it looks like another application's database, so nothing was changed in it; point `database` at a new file")
+    }
+
+    /// Up to three names of tables or views that are not SQLite's own, or nil when there are none.
+    private static func foreignTables(_ connection: SQLiteConnection) throws -> String? {
+        let statement = try connection.prepare(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name LIMIT 3")
+        defer { statement.reset() }
+        var names: [String] = []
+        while try statement.step() { names.append(statement.string(0)) }
+        return names.isEmpty ? nil : names.joined(separator: ", ")
+    }
+
+    private static func newer(_ path: String, _ found: Int) -> CleanerError {
+        .runtime(
+            "\(path) has schema version \(found), but this export-task-cleaner only knows versions up to \(currentVersion); upgrade export-task-cleaner, or use a copy of the database made before the upgrade that wrote it")
+    }
+
+    /// Brings the file to `currentVersion`, or refuses a newer one, or another application's file.
     static func migrate(_ connection: SQLiteConnection) throws {
         let found = try connection.scalarInt("PRAGMA user_version") ?? 0
-        if found > currentVersion {
-            throw CleanerError.runtime(
-                "\(connection.path) has schema version \(found), but this export-task-cleaner only knows versions up to \(currentVersion); upgrade export-task-cleaner, or use a copy of the database made before the upgrade that wrote it")
-        }
+        if found > currentVersion { throw newer(connection.path, found) }
         guard found < currentVersion else { return }
+        try refuseForeign(connection)
         try connection.writeTransaction {
             // Read again under the write lock: another process may have migrated meanwhile.
             let version = try connection.scalarInt("PRAGMA user_version") ?? 0

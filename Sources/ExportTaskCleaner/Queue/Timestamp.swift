@@ -12,8 +12,15 @@ import FoundationEssentials
 /// This is what SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` writes, so the defaults of rows
 /// that other tools insert compare correctly, as text, with the times the service writes.
 public enum Timestamp {
+    /// The times the format can show: years 1 to 9999. `format` holds a date outside them (from
+    /// arithmetic on input: an age, a server's `Retry-After`) to the nearest end, never traps.
+    public static let earliest = Date(timeIntervalSince1970: -62_135_596_800)        // 0001-01-01T00:00:00Z
+    public static let latest = Date(timeIntervalSince1970: 253_402_300_799.999)      // 9999-12-31T23:59:59.999Z
+
     public static func format(_ date: Date) -> String {
-        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let interval = date.timeIntervalSince1970
+        let bounded = interval.isNaN ? 0 : min(max(interval, earliest.timeIntervalSince1970), latest.timeIntervalSince1970)
+        let milliseconds = Int64((bounded * 1000).rounded(.down))
         var seconds = time_t(milliseconds.floorDivided(by: 1000))
         let millis = Int(milliseconds - Int64(seconds) * 1000)
         var parts = tm()
@@ -57,7 +64,7 @@ public enum Timestamp {
         }
         guard digits.count >= 10, digits[4] == UInt8(ascii: "-"), digits[7] == UInt8(ascii: "-"),
               let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-              (1...12).contains(month), (1...31).contains(day)
+              year >= 1, (1...12).contains(month), (1...31).contains(day)
         else { return nil }
         var hour = 0, minute = 0, second = 0, fraction = 0.0
         var index = 10
@@ -89,6 +96,13 @@ public enum Timestamp {
         parts.tm_min = Int32(minute)
         parts.tm_sec = Int32(second)
         let seconds = timegm(&parts)
+        // timegm carries a day past the month's end into the next (2026-02-30 → 2026-03-02):
+        // such a date does not exist, so it is refused.
+        var check = tm()
+        var back = seconds
+        guard gmtime_r(&back, &check) != nil, Int(check.tm_year) + 1900 == year, Int(check.tm_mon) + 1 == month,
+              Int(check.tm_mday) == day
+        else { return nil }
         return Date(timeIntervalSince1970: Double(seconds) + fraction)
     }
 }

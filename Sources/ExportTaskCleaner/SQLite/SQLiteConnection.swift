@@ -1,7 +1,7 @@
 import CSQLite
 
-/// One connection to a SQLite database file, set up the way the queue needs it:
-/// WAL, a busy timeout, foreign keys on, and a cache of prepared statements.
+/// One connection to a SQLite database file, set up the way the queue needs it: a busy timeout,
+/// foreign keys on, and a cache of prepared statements (`useWAL` switches the file to WAL).
 ///
 /// Not thread-safe by itself: `SQLiteQueueStore` owns one behind a mutex.
 public final class SQLiteConnection {
@@ -17,11 +17,13 @@ public final class SQLiteConnection {
         case readWriteCreate
         /// Fail when the file is missing.
         case readWrite
+        /// Read only: never creates the file, never changes it (not even its journal mode).
+        case readOnly
     }
 
     public init(path: String, mode: Mode = .readWriteCreate) throws(SQLiteError) {
         var db: OpaquePointer?
-        var flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+        var flags = (mode == .readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         if mode == .readWriteCreate { flags |= SQLITE_OPEN_CREATE }
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
@@ -34,9 +36,15 @@ public final class SQLiteConnection {
         sqlite3_extended_result_codes(db, 1)
         sqlite3_busy_timeout(db, Self.busyTimeoutMilliseconds)
         // The first read is where a file that is not a database shows itself.
+        _ = try scalarInt("PRAGMA user_version")
+        try execute("PRAGMA foreign_keys = ON")
+    }
+
+    /// Switches the file to WAL (a lasting property of the file: every later connection reads
+    /// it so) and syncs at commit points only, as WAL allows without risking corruption.
+    public func useWAL() throws(SQLiteError) {
         try execute("PRAGMA journal_mode = WAL")
         try execute("PRAGMA synchronous = NORMAL")
-        try execute("PRAGMA foreign_keys = ON")
     }
 
     deinit {

@@ -88,6 +88,15 @@ public final class SQLiteStatement {
         sqlite3_column_type(handle, column) == SQLITE_NULL ? nil : int(column)
     }
 
+    public func isNull(_ column: Int32) -> Bool {
+        sqlite3_column_type(handle, column) == SQLITE_NULL
+    }
+
+    /// Whether the value is stored as TEXT (not NULL, a number or a BLOB).
+    public func isText(_ column: Int32) -> Bool {
+        sqlite3_column_type(handle, column) == SQLITE_TEXT
+    }
+
     public func string(_ column: Int32) -> String {
         optionalString(column) ?? ""
     }

@@ -58,7 +58,7 @@ extension CleanerService {
                        audit: AuditRecord(outcome: .released, at: clock.now(), errorMessage: "not sent: \(reason)"))
     }
 
-    /// Maps a delete's result to what happens to the task (CONTRACT.md, Behaviour).
+    /// Maps a delete's result to what happens to the task (README, "Behaviour under failures").
     func transition(for task: ClaimedTask, result: DeleteResult, cancelled: Bool) -> TaskTransition {
         let now = clock.now()
         let attempt = task.attempts + 1
@@ -89,6 +89,10 @@ extension CleanerService {
             guard retry.shouldRetry(attempts: attempt) else { return finish(.failed, .failed) }
             let delay = retry.backoff(attempts: attempt, retryAfter: result.retryAfter, unit: random.nextUnit())
             audit.outcome = .retry
+            if let asked = result.retryAfter, asked > retry.retryAfterLimit {
+                let note = "Retry-After asked for \(asked.components.seconds) s, more than the \(retry.retryAfterLimit.components.seconds) s honoured; retried after \(delay.components.seconds) s"
+                audit.errorMessage = audit.errorMessage.map { "\($0); \(note)" } ?? note
+            }
             return TaskTransition(task: task, change: .retry(at: now.addingTimeInterval(delay.timeInterval)),
                                   attempts: attempt, audit: audit)
         }

@@ -201,12 +201,13 @@ public final class CleanerService: Service, Sendable {
                                 var valid: [ClaimedTask] = []
                                 valid.reserveCapacity(tasks.count)
                                 for task in tasks {
-                                    if ExportTaskID.isValid(task.exportTaskID) {
-                                        valid.append(task)
+                                    if let problem = task.problem {
+                                        // Written by another tool without validation: never sent.
+                                        recorder.submit(TaskTransition(
+                                            task: task, change: .finish(.invalid),
+                                            audit: AuditRecord(outcome: .invalid, at: now, errorMessage: problem)))
                                     } else {
-                                        // Inserted by another tool without validation: never sent.
-                                        recorder.submit(TaskTransition(task: task, change: .finish(.invalid),
-                                                                       audit: AuditRecord(outcome: .invalid, at: now)))
+                                        valid.append(task)
                                     }
                                 }
                                 ready.append(contentsOf: valid)

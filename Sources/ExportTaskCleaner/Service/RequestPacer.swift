@@ -23,8 +23,12 @@ public struct RequestPacer: Sendable {
         return slot
     }
 
+    /// The configuration allows 0.001 to 100,000 a second; anything else is held to a day
+    /// between starts at most, so no rate can make the conversion trap.
     private static func interval(for rate: Double) -> Duration {
         // Rounded up to the nanosecond, so rounding never lets one start too many through.
-        .nanoseconds(Int64((StartWindow.window.timeInterval * 1e9 / rate).rounded(.up)))
+        let nanoseconds = (StartWindow.window.timeInterval * 1e9 / rate).rounded(.up)
+        guard nanoseconds.isFinite, nanoseconds < 86_400e9 else { return .seconds(86_400) }
+        return .nanoseconds(Int64(max(1, nanoseconds)))
     }
 }

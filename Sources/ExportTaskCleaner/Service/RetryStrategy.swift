@@ -6,13 +6,17 @@ public protocol RetryStrategy: Sendable {
     /// Whether a task that has had `attempts` requests may have another.
     func shouldRetry(attempts: Int) -> Bool
 
-    /// The delay before the next request, after `attempts` requests; never less than `retryAfter`.
-    /// `unit` is a random value in `0..<1` for the jitter.
+    /// The delay before the next request, after `attempts` requests; never less than `retryAfter`
+    /// up to `retryAfterLimit`. `unit` is a random value in `0..<1` for the jitter.
     func backoff(attempts: Int, retryAfter: Duration?, unit: Double) -> Duration
+
+    /// The longest `Retry-After` honoured: a longer one is cut to it, so that no answer can park
+    /// a task for years (README, "Behaviour under failures").
+    var retryAfterLimit: Duration { get }
 }
 
 /// Exponential backoff with full jitter: a uniform delay in `0...min(maxDelay, baseDelay · 2^(n−1))`,
-/// raised to `Retry-After` when the server asked for more.
+/// raised to `Retry-After` (at most `retryAfterLimit`) when the server asked for more.
 public struct ExponentialJitterRetry: RetryStrategy {
     public var maxAttempts: Int
     public var baseDelay: Duration
@@ -39,7 +43,12 @@ public struct ExponentialJitterRetry: RetryStrategy {
     public func backoff(attempts: Int, retryAfter: Duration?, unit: Double) -> Duration {
         let jittered = Duration.milliseconds(Int64((Double(ceiling(attempts: attempts).milliseconds) * unit).rounded(.down)))
         guard let retryAfter else { return jittered }
-        return max(jittered, retryAfter)
+        return max(jittered, min(retryAfter, retryAfterLimit))
+    }
+
+    /// An hour, or `maxDelay` when that is longer (it may be a day).
+    public var retryAfterLimit: Duration {
+        max(maxDelay, .seconds(3_600))
     }
 
     private func pow2(_ exponent: Int) -> Double {
