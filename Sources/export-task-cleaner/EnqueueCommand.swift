@@ -34,7 +34,7 @@ struct EnqueueCommand: ParsableCommand {
                 throw CleanerError.configuration("\(name): \(problem) (1 to \(rule.maximumLength) letters, digits, '-' or '_')")
             }
         }
-        let (configuration, store) = try config.openStore(for: .feed)
+        let (configuration, store) = try config.openStore(for: .write)
         // The configured project is stored as NULL, so a change of project_id carries it along.
         let project = projectID == configuration.projectID ? nil : projectID
         let instance = instanceID == configuration.instanceID ? nil : instanceID

@@ -32,7 +32,7 @@ struct RequeueCommand: ParsableCommand {
         } else {
             selection = .exportTaskIDs(ids)
         }
-        let (_, store) = try config.openStore(for: .feed)
+        let (_, store) = try config.openStore(for: .write)
         let summary = try store.requeue(selection, now: Date())
         for id in summary.notFinished {
             Console.error("\(IDList.quoted(id)): not requeued: it is pending or in progress")

@@ -22,7 +22,7 @@ struct RunCommand: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let (credentials, source) = try CredentialsLoader.load(
             method: configuration.auth.method, credentialsFile: configuration.auth.credentialsFile, environment: environment)
-        let store = try SQLiteQueueStore(path: configuration.database, purpose: .serve)
+        let store = try SQLiteQueueStore(path: configuration.database, purpose: .write)
         for repair in store.repairs {
             logger.notice("queue file permissions set", metadata: ["file": "\(repair.path)", "change": "\(repair.change)"])
         }

@@ -23,12 +23,11 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         /// `status`, `audit`: read only. The file must exist and be a queue of this release;
         /// it is never created, migrated or switched to WAL.
         case inspect
-        /// `enqueue`, `requeue`: created when missing (mode 0660) and migrated; another
-        /// application's database is refused.
-        case feed
-        /// `run`: as `feed`, and its integrity is checked first (`PRAGMA quick_check`), so a
-        /// corrupted queue stops the service before it sends anything.
-        case serve
+        /// `run`, `enqueue`, `requeue`: created when missing (mode 0660) and migrated; another
+        /// application's database is refused untouched. (A full integrity check, `PRAGMA
+        /// quick_check`, would take 9 to 10 s at a million tasks: too slow for every start.
+        /// Corruption shows itself as `SQLITE_CORRUPT` instead, which stops the service.)
+        case write
     }
 
     /// Opens the database at `path` for `purpose`.
@@ -37,7 +36,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     /// no permission, another application's file, no queue yet to inspect),
     /// `CleanerError.runtime` when the file is not a usable queue (corrupt, or written by a
     /// newer release) or a feeding tool's `-wal`/`-shm` is not writable here.
-    public init(path: String, runner: String = Runner.current, purpose: Purpose = .feed) throws {
+    public init(path: String, runner: String = Runner.current, purpose: Purpose = .write) throws {
         self.path = path
         self.runner = runner
         let db: SQLiteConnection
@@ -58,7 +57,6 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
                 // Nothing is changed in another application's file: not even its modes.
                 try Schema.refuseForeign(db)
                 repairs += QueueFiles.repair(databasePath: path)
-                if purpose == .serve { try Self.checkIntegrity(db, path: path) }
                 try Schema.migrate(db)
                 try db.useWAL()
             }
@@ -67,18 +65,6 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         }
         self.db = db
         self.repairs = repairs
-    }
-
-    /// `PRAGMA quick_check`: O(n) in the file's size, without the index cross-checks of
-    /// `integrity_check` (README, "The database" has its cost at a million tasks).
-    private static func checkIntegrity(_ db: SQLiteConnection, path: String) throws {
-        let statement = try db.prepare("PRAGMA quick_check(3)")
-        defer { statement.reset() }
-        var problems: [String] = []
-        while try statement.step() { problems.append(statement.string(0)) }
-        guard problems != ["ok"] else { return }
-        throw CleanerError.runtime(
-            "database: \(path) is corrupt (quick_check: \(TextFormat.printable(problems.joined(separator: "; ")))); nothing was sent. Restore it from a backup, or recover what is left with `sqlite3 \(path) .recover`")
     }
 
     private static func openingError(_ error: SQLiteError, path: String, writing: Bool) -> CleanerError {

@@ -20,6 +20,9 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     /// True for the transient failures a writer may retry: the database was busy or locked.
     public var isBusy: Bool { primaryCode == SQLITE_BUSY || primaryCode == SQLITE_LOCKED }
 
+    /// The file is damaged (or not a database at all): trying again cannot help.
+    public var isCorruption: Bool { primaryCode == SQLITE_CORRUPT || primaryCode == SQLITE_NOTADB }
+
     public var description: String {
         "SQLite error \(code) (\(String(cString: sqlite3_errstr(code)))) while \(context): \(message)"
     }

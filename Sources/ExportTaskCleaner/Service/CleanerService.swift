@@ -19,6 +19,8 @@ public final class CleanerService: Service, Sendable {
         case stopped
         /// `drain`: the server refused the credentials; the tasks stay pending.
         case credentialsRefused
+        /// The queue's file is corrupt: the service stopped claiming and ended.
+        case databaseCorrupt
     }
 
     struct Shared {
@@ -109,6 +111,10 @@ public final class CleanerService: Service, Sendable {
         if outcome == .credentialsRefused {
             throw CleanerError(.credentialsRefused,
                                "the service refused our credentials (\(options.credentialsDescription)); the tasks were left pending")
+        }
+        if outcome == .databaseCorrupt {
+            throw CleanerError.runtime(
+                "database: the queue is corrupt, so the service stopped (outcomes it could not write are in the log, one line each); restore it from a backup, or recover what is left with `sqlite3 FILE .recover`")
         }
     }
 
@@ -219,6 +225,11 @@ public final class CleanerService: Service, Sendable {
                                 knownNextDue = shortfall.nextDue
                                 dataVersion = shortfall.dataVersion
                             }
+                        } catch let error as SQLiteError where error.isCorruption {
+                            // Trying again cannot help; nothing more is sent.
+                            logger.critical("the queue is corrupt; stopping", metadata: ["error": "\(error)"])
+                            outcome = .databaseCorrupt
+                            stop("database corrupt")
                         } catch {
                             storeFailures += 1
                             logger.error("cannot claim tasks; trying again", metadata: [

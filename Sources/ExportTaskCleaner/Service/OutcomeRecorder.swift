@@ -8,7 +8,8 @@ import Synchronization
 /// next one gathers. After each batch, `run`'s `committed` handler learns which transitions
 /// were applied (their lease still held) and which were discarded (a stale writer). A failed
 /// write (busy beyond the timeout, disk full) is retried with backoff: an outcome the server
-/// already confirmed is never dropped while the task's lease is held and the service runs.
+/// already confirmed is never dropped while the task's lease is held and the service runs. A
+/// corrupt file is not written again: each outcome goes to the log instead.
 final class OutcomeRecorder: Sendable {
     /// One written batch: each transition with whether its lease still held.
     typealias Committed = @Sendable (_ batch: [(transition: TaskTransition, held: Bool)]) -> Void
@@ -80,6 +81,17 @@ final class OutcomeRecorder: Sendable {
                     logger.notice("outcomes written after retrying", metadata: ["outcomes": "\(transitions.count)", "failures": "\(failures)"])
                 }
                 return applied
+            } catch let error as SQLiteError where error.isCorruption {
+                // Writing again cannot help. Each outcome goes to the log, so that an operator
+                // can reconcile what the server did with what the queue says.
+                for transition in transitions {
+                    logger.critical("outcome not written: the queue is corrupt", metadata: [
+                        "task_id": "\(transition.task.id)", "export_task_id": "\(transition.task.exportTaskID)",
+                        "outcome": "\(transition.audit.outcome.rawValue)", "http_status": "\(transition.audit.httpStatus.map(String.init) ?? "-")",
+                        "request_id": "\(transition.audit.requestID ?? "-")", "error": "\(error)",
+                    ])
+                }
+                return Array(repeating: false, count: transitions.count)
             } catch {
                 failures += 1
                 let delay = Duration.milliseconds(min(5_000, 50 << min(failures, 7)))
