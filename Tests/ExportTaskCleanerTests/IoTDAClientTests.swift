@@ -358,12 +358,12 @@ struct IoTDAClientTests {
             let error = #expect(throws: CleanerError.self, "\(endpoint)") { try makeClient(endpoint: endpoint) }
             #expect(error?.message.contains("endpoint") == true)
         }
-        let endpoint = try IoTDAClient.Endpoint(parsing: "https://IoTDA.cn-north-4.myhuaweicloud.com:8443/")
+        let endpoint = try Endpoint(parsing: "https://IoTDA.cn-north-4.myhuaweicloud.com:8443/")
         #expect(endpoint.host == "iotda.cn-north-4.myhuaweicloud.com")
         #expect(endpoint.port == 8443)
         #expect(endpoint.hostHeader == "iotda.cn-north-4.myhuaweicloud.com:8443")
         #expect(endpoint.baseURL == "https://iotda.cn-north-4.myhuaweicloud.com:8443")
-        let v6 = try IoTDAClient.Endpoint(parsing: "http://[::1]:9000")
+        let v6 = try Endpoint(parsing: "http://[::1]:9000")
         #expect(v6.host == "::1")
         #expect(v6.hostHeader == "[::1]:9000")
     }

@@ -170,37 +170,16 @@ public enum ConfigurationLoader {
             return configuration
         }
 
+        /// The endpoint as written, by ``Endpoint``'s rule (the client's own), without a
+        /// trailing slash.
         func endpointValue(_ value: JSONValue.Located) throws -> String {
             let text = try string(value, "endpoint")
-            guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(),
-                  let host = url.host, !host.isEmpty
-            else { throw fail("endpoint", value.line, "expected a URL such as https://iotda.cn-north-4.myhuaweicloud.com") }
-            guard url.path.isEmpty || url.path == "/", url.query == nil, url.fragment == nil, url.user == nil else {
-                throw fail("endpoint", value.line, "expected only scheme, host and port, without path, query or user")
-            }
-            let authority = text.split(separator: "/", omittingEmptySubsequences: false).dropFirst(2).first ?? ""
-            if authority.hasSuffix(":") || url.port.map({ !(1...65_535).contains($0) }) == true {
-                throw fail("endpoint", value.line, "the port must be a number from 1 to 65535")
-            }
-            switch scheme {
-            case "https": break
-            case "http":
-                guard Self.isLoopback(host) else {
-                    throw fail("endpoint", value.line, "http:// is allowed only for loopback addresses (127.0.0.0/8, ::1, localhost); use https://")
-                }
-            default:
-                throw fail("endpoint", value.line, "expected an https:// URL")
+            do {
+                _ = try Endpoint(parsing: text)
+            } catch {
+                throw fail("endpoint", value.line, error.reason)
             }
             return text.hasSuffix("/") ? String(text.dropLast()) : text
-        }
-
-        static func isLoopback(_ host: String) -> Bool {
-            var host = Substring(host.lowercased())
-            while host.first == "[" || host.first == "]" { host = host.dropFirst() }
-            while host.last == "[" || host.last == "]" { host = host.dropLast() }
-            if host == "localhost" || host == "::1" { return true }
-            let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-            return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
         }
 
         func auth(_ value: JSONValue.Located) throws -> Configuration.Auth {

@@ -1,0 +1,61 @@
+import AsyncHTTPClient
+import FoundationEssentials
+import NIOCore
+import NIOHTTP1
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What the delegate collected from a response.
+struct ReceivedResponse: Sendable {
+    var status = 0
+    var reason = ""
+    var requestID: String?
+    var retryAfter: String?
+    var body: [UInt8] = []
+}
+
+/// Collects the response and records whether the request head was written, which decides
+/// ``Delivery`` when the request fails. AsyncHTTPClient calls it on the request's event loop.
+final class DeleteResponseDelegate: HTTPClientResponseDelegate {
+    typealias Response = ReceivedResponse
+
+    private let headSent = Atomic<Bool>(false)
+    private let received = Mutex(ReceivedResponse())
+    private let maxBodyBytes: Int
+
+    init(maxBodyBytes: Int) {
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    var wasHeadSent: Bool { headSent.load(ordering: .acquiring) }
+
+    func didSendRequestHead(task: HTTPClient.Task<ReceivedResponse>, _ head: HTTPRequestHead) {
+        headSent.store(true, ordering: .releasing)
+    }
+
+    func didReceiveHead(task: HTTPClient.Task<ReceivedResponse>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        received.withLock {
+            $0.status = Int(head.status.code)
+            $0.reason = head.status.reasonPhrase
+            $0.requestID = head.headers.first(name: "X-Request-Id")
+            $0.retryAfter = head.headers.first(name: "Retry-After")
+        }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<ReceivedResponse>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        received.withLock {
+            let room = maxBodyBytes - $0.body.count
+            if room > 0 { $0.body.append(contentsOf: buffer.readableBytesView.prefix(room)) }
+        }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<ReceivedResponse>) throws -> ReceivedResponse {
+        received.withLock { $0 }
+    }
+}
