@@ -1,0 +1,81 @@
+import CSQLite
+import FoundationEssentials
+import Logging
+
+// Audit rows, written in multi-row inserts inside the transaction of what they record.
+
+extension SQLiteQueueStore {
+
+    /// Audit rows gathered in a transaction and written at its end in multi-row INSERTs (32,
+    /// 16, … 1 rows each), in the order appended: a statement per row costs as much again as
+    /// the insert itself.
+    struct AuditRows {
+        private struct Row {
+            var taskID: Int
+            var exportTaskID: String
+            var projectID: String?
+            var record: AuditRecord
+        }
+
+        private static let columnsPerRow = 12
+        private static let chunkSizes = SQLiteQueueStore.statementBatchSizes
+        /// `?1` is the runner, shared; row `r` takes `?(2 + 12r)` to `?(13 + 12r)`.
+        private static let sql: [String] = chunkSizes.map { size in
+            let rows = (0..<size).map { row in
+                let base = 2 + columnsPerRow * row
+                return "(" + (0..<columnsPerRow).map { "?\(base + $0)" }.joined(separator: ", ") + ", ?1)"
+            }
+            return "INSERT INTO audit_log (task_id, export_task_id, project_id, attempt, at, duration_ms, http_status, "
+                + "error_code, error_message, request_id, outcome, delivery, runner) VALUES "
+                + rows.joined(separator: ", ")
+        }
+
+        let runner: String
+        private var rows: [Row] = []
+
+        init(runner: String) {
+            self.runner = runner
+        }
+
+        mutating func append(taskID: Int, exportTaskID: String, projectID: String?, record: AuditRecord) {
+            rows.append(Row(taskID: taskID, exportTaskID: exportTaskID, projectID: projectID, record: record))
+        }
+
+        func write(_ db: SQLiteConnection) throws {
+            var next = 0
+            while next < rows.count {
+                let choice = Self.chunkSizes.firstIndex { $0 <= rows.count - next } ?? Self.chunkSizes.count - 1
+                let size = Self.chunkSizes[choice]
+                let statement = try db.prepare(Self.sql[choice])
+                statement.bind(runner, at: 1)
+                for offset in 0..<size {
+                    let row = rows[next + offset]
+                    let record = row.record
+                    let base = Int32(2 + Self.columnsPerRow * offset)
+                    statement.bind(row.taskID, at: base)
+                    statement.bind(row.exportTaskID, at: base + 1)
+                    statement.bind(row.projectID, at: base + 2)
+                    statement.bind(record.attempt, at: base + 3)
+                    statement.bind(Timestamp.format(record.at), at: base + 4)
+                    statement.bind(record.durationMilliseconds, at: base + 5)
+                    statement.bind(record.httpStatus, at: base + 6)
+                    statement.bind(record.errorCode, at: base + 7)
+                    statement.bind(record.errorMessage, at: base + 8)
+                    statement.bind(record.requestID, at: base + 9)
+                    statement.bind(record.outcome.rawValue, at: base + 10)
+                    statement.bind(record.delivery?.rawValue, at: base + 11)
+                }
+                try statement.run()
+                next += size
+            }
+        }
+    }
+
+    /// One audit row, through the same statement and bindings as a batch of them.
+    func insertAudit(_ db: SQLiteConnection, taskID: Int, exportTaskID: String, projectID: String?,
+                                 record: AuditRecord) throws {
+        var rows = AuditRows(runner: runner)
+        rows.append(taskID: taskID, exportTaskID: exportTaskID, projectID: projectID, record: record)
+        try rows.write(db)
+    }
+}

@@ -1,0 +1,146 @@
+import CSQLite
+import FoundationEssentials
+import Logging
+
+// Feeding: `enqueue`, in one transaction, with multi-row inserts.
+
+extension SQLiteQueueStore {
+
+    /// Valid IDs go in by `enqueueChunk` rows per statement: one `sqlite3_step` per row costs
+    /// as much again as the insert itself (cursors opened, seeks from the root, allocations).
+    static let enqueueChunk = 250
+
+    /// `INSERT OR IGNORE … VALUES (?4, ?1, ?2, ?3, ?3), (?5, ?1, ?2, ?3, ?3), …`: `enqueueChunk`
+    /// IDs (from `?4`) sharing one project (`?1`), instance (`?2`) and time (`?3`). SQLite
+    /// inserts multi-row VALUES in the order written, so row IDs follow the input.
+    private static let chunkInsertSQL = """
+        INSERT OR IGNORE INTO export_tasks (export_task_id, project_id, instance_id, enqueued_at, next_attempt_at)
+        VALUES \((0..<enqueueChunk).map { "(?\($0 + 4), ?1, ?2, ?3, ?3)" }.joined(separator: ", "))
+        """
+
+    /// Page cache for a large enqueue (KiB): the unique index takes IDs in input order, that is
+    /// at random places, and a small cache spills and re-reads its pages on every insert.
+    private static func enqueueCacheKiB(items: Int) -> Int {
+        min(128 * 1024, items / 1024 * 64)
+    }
+
+    public func enqueue(_ items: [EnqueueItem], now: Date) throws -> EnqueueSummary {
+        var iterator = items.makeIterator()
+        return try enqueue(expectedCount: items.count, now: now) { iterator.next() }
+    }
+
+    /// `enqueue` for items made as they are read (one transaction all the same), so that a
+    /// long list is never held in memory twice: `next` is called until it returns nil.
+    /// `expectedCount` sizes the page cache. (A closure rather than a generic sequence: this
+    /// module's generics are not specialized for callers in others.)
+    public func enqueue(expectedCount: Int, now: Date, next: () throws -> EnqueueItem?) throws -> EnqueueSummary {
+        let at = Timestamp.format(now)
+        return try withConnection { db in
+            let cacheKiB = Self.enqueueCacheKiB(items: expectedCount)
+            var savedCacheSize: Int?
+            if cacheKiB > 2048 {
+                savedCacheSize = try db.scalarInt("PRAGMA cache_size")
+                try db.execute("PRAGMA cache_size = -\(cacheKiB)")
+            }
+            defer {
+                if let savedCacheSize { try? db.execute("PRAGMA cache_size = \(savedCacheSize)") }
+            }
+            return try db.writeTransaction {
+                var writer = try EnqueueWriter(db: db, at: at, now: now, store: self)
+                while let item = try next() {
+                    try writer.add(item)
+                }
+                try writer.flush()
+                return writer.summary
+            }
+        }
+    }
+
+    /// Inserts in input order: runs of valid IDs for one project and instance by the chunk, the
+    /// rest (a shorter run's IDs, invalid IDs) row by row.
+    private struct EnqueueWriter {
+        let db: SQLiteConnection
+        let at: String
+        let now: Date
+        let store: SQLiteQueueStore
+        let insert: SQLiteStatement
+        let insertInvalid: SQLiteStatement
+        var run: [EnqueueItem] = []
+        var summary = EnqueueSummary()
+
+        init(db: SQLiteConnection, at: String, now: Date, store: SQLiteQueueStore) throws {
+            self.db = db
+            self.at = at
+            self.now = now
+            self.store = store
+            insert = try db.prepare("""
+                INSERT OR IGNORE INTO export_tasks (export_task_id, project_id, instance_id, enqueued_at, next_attempt_at)
+                VALUES (?1, ?2, ?3, ?4, ?4)
+                """)
+            insertInvalid = try db.prepare("""
+                INSERT OR IGNORE INTO export_tasks
+                    (export_task_id, project_id, instance_id, state, enqueued_at, next_attempt_at, finished_at)
+                VALUES (?1, ?2, ?3, 'invalid', ?4, ?4, ?4)
+                """)
+            run.reserveCapacity(SQLiteQueueStore.enqueueChunk)
+        }
+
+        mutating func add(_ item: EnqueueItem) throws {
+            guard ExportTaskID.isValid(item.exportTaskID) else {
+                try flush()
+                try insertOne(item, valid: false)
+                return
+            }
+            if let first = run.first, first.projectID != item.projectID || first.instanceID != item.instanceID {
+                try flush()
+            }
+            run.append(item)
+            if run.count == SQLiteQueueStore.enqueueChunk {
+                let statement = try db.prepare(SQLiteQueueStore.chunkInsertSQL)
+                statement.bind(item.projectID, at: 1)
+                statement.bind(item.instanceID, at: 2)
+                statement.bind(at, at: 3)
+                for (offset, queued) in run.enumerated() {
+                    statement.bind(queued.exportTaskID, at: Int32(offset + 4))
+                }
+                try statement.run()
+                let inserted = db.changes
+                summary.queued += inserted
+                summary.alreadyQueued += run.count - inserted
+                run.removeAll(keepingCapacity: true)
+            }
+        }
+
+        /// Writes a run shorter than a chunk, row by row.
+        mutating func flush() throws {
+            for item in run {
+                try insertOne(item, valid: true)
+            }
+            run.removeAll(keepingCapacity: true)
+        }
+
+        private mutating func insertOne(_ item: EnqueueItem, valid: Bool) throws {
+            let statement = valid ? insert : insertInvalid
+            // An invalid ID is kept as a record of what was fed, but bounded: the audit log
+            // is append-only, so a huge one would stay for ever.
+            let exportTaskID = valid ? item.exportTaskID : ExportTaskID.recordable(item.exportTaskID)
+            statement.bind(exportTaskID, at: 1)
+            statement.bind(item.projectID, at: 2)
+            statement.bind(item.instanceID, at: 3)
+            statement.bind(at, at: 4)
+            try statement.run()
+            let inserted = db.changes == 1
+            if valid {
+                if inserted { summary.queued += 1 } else { summary.alreadyQueued += 1 }
+                return
+            }
+            summary.invalid.append(.init(
+                exportTaskID: exportTaskID, line: item.line,
+                problem: ExportTaskID.problem(with: item.exportTaskID) ?? "invalid"))
+            if inserted {
+                try store.insertAudit(db, taskID: db.lastInsertRowID, exportTaskID: exportTaskID,
+                                      projectID: item.projectID, record: AuditRecord(outcome: .invalid, at: now))
+            }
+        }
+    }
+}
