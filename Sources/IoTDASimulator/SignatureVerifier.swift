@@ -1,3 +1,4 @@
+import ExportTaskCleaner
 import FoundationEssentials
 
 /// The server's side of ``RequestSigner``: checks a received request's signature as IAM does.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import ExportTaskCleaner
+import IoTDASimulator
 
 /// Known answers from the official SDKs and IAM's signing guide, the SDKs' escaping and
 /// ordering rules, the `auto` rule, and sign → verify round trips.

@@ -34,49 +34,11 @@ public enum PercentEncoding {
         return String(decoding: query, as: UTF8.self)
     }
 
-    /// Decodes `%XX` sequences; with `plusIsSpace` (query strings, as Go's and most servers'
-    /// form decoding do) a `+` stands for a space. Nil when a `%` is not followed by two hex
-    /// digits.
-    public static func unescape<S: StringProtocol>(_ s: S, plusIsSpace: Bool = false) -> [UInt8]? {
-        unescape(bytes: s.utf8, plusIsSpace: plusIsSpace)
-    }
-
-    // MARK: - Internals shared by the signer and the verifier
-
-    /// ``unescape(_:plusIsSpace:)`` on raw bytes.
-    static func unescape<Bytes: Collection<UInt8>>(bytes: Bytes, plusIsSpace: Bool = false) -> [UInt8]? {
-        var output: [UInt8] = []
-        output.reserveCapacity(bytes.count)
-        let complete = forEachDecodedByte(of: bytes, plusIsSpace: plusIsSpace) { output.append($0) }
-        return complete ? output : nil
-    }
-
-    /// Calls `body` with each byte `bytes` decode to (see ``unescape(_:plusIsSpace:)``); false
-    /// when a `%` is not followed by two hex digits (`body` has then seen the bytes before it).
-    @inline(__always)
-    private static func forEachDecodedByte<Bytes: Sequence<UInt8>>(
-        of bytes: Bytes, plusIsSpace: Bool, _ body: (UInt8) -> Void
-    ) -> Bool {
-        var iterator = bytes.makeIterator()
-        while let byte = iterator.next() {
-            switch byte {
-            case UInt8(ascii: "%"):
-                guard let high = iterator.next().flatMap(hexValue),
-                      let low = iterator.next().flatMap(hexValue)
-                else { return false }
-                body(high << 4 | low)
-            case UInt8(ascii: "+") where plusIsSpace:
-                body(UInt8(ascii: " "))
-            default:
-                body(byte)
-            }
-        }
-        return true
-    }
+    // MARK: - Internals shared by the signer and the simulator's verifier
 
     /// Whether the SDKs leave `byte` as it is.
     @inline(__always)
-    static func isUnreserved(_ byte: UInt8) -> Bool {
+    package static func isUnreserved(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
              UInt8(ascii: "0")...UInt8(ascii: "9"),
@@ -88,7 +50,7 @@ public enum PercentEncoding {
     }
 
     /// Escapes raw bytes (which need not be valid UTF-8: the verifier re-escapes what it decoded).
-    static func escape<Bytes: Sequence<UInt8>>(bytes: Bytes) -> String {
+    package static func escape<Bytes: Sequence<UInt8>>(bytes: Bytes) -> String {
         var output: [UInt8] = []
         output.reserveCapacity(bytes.underestimatedCount * 3)
         appendEscaped(bytes, to: &output)
@@ -96,14 +58,14 @@ public enum PercentEncoding {
     }
 
     @inline(__always)
-    static func appendEscaped<Bytes: Sequence<UInt8>>(_ bytes: Bytes, to output: inout [UInt8]) {
+    package static func appendEscaped<Bytes: Sequence<UInt8>>(_ bytes: Bytes, to output: inout [UInt8]) {
         for byte in bytes {
             appendEscaped(byte, to: &output)
         }
     }
 
     @inline(__always)
-    private static func appendEscaped(_ byte: UInt8, to output: inout [UInt8]) {
+    package static func appendEscaped(_ byte: UInt8, to output: inout [UInt8]) {
         if isUnreserved(byte) {
             output.append(byte)
         } else {
@@ -115,7 +77,7 @@ public enum PercentEncoding {
 
     /// Appends the SDKs' canonical URI: the segments escaped and joined by `/` after a leading
     /// `/`, with a `/` added at the end unless there already is one.
-    static func appendCanonicalURI<Segments: Sequence>(segments: Segments, to output: inout [UInt8])
+    package static func appendCanonicalURI<Segments: Sequence>(segments: Segments, to output: inout [UInt8])
     where Segments.Element: Sequence<UInt8> {
         output.append(UInt8(ascii: "/"))
         var isFirst = true
@@ -127,25 +89,9 @@ public enum PercentEncoding {
         if output.last != UInt8(ascii: "/") { output.append(UInt8(ascii: "/")) }
     }
 
-    /// Appends the canonical URI of a received, percent-encoded path: split at `/` (a leading
-    /// `/` starts the path rather than an empty segment), each segment decoded and escaped
-    /// again. False when a segment's percent-encoding is malformed.
-    static func appendCanonicalURI(rawPath: [UInt8], to output: inout [UInt8]) -> Bool {
-        var segments = rawPath[...].components(separatedBy: UInt8(ascii: "/"))[...]
-        if segments.first?.isEmpty == true { segments.removeFirst() }
-        output.append(UInt8(ascii: "/"))
-        for (index, segment) in segments.enumerated() {
-            if index > 0 { output.append(UInt8(ascii: "/")) }
-            let decoded = forEachDecodedByte(of: segment, plusIsSpace: false) { appendEscaped($0, to: &output) }
-            guard decoded else { return false }
-        }
-        if output.last != UInt8(ascii: "/") { output.append(UInt8(ascii: "/")) }
-        return true
-    }
-
     /// Appends the SDKs' canonical query string from raw (unescaped) pairs: sorted by key, then
     /// by value, comparing bytes as Go's `sort.Strings` does; then escaped and joined.
-    static func appendCanonicalQuery<Bytes: Collection<UInt8>>(_ pairs: [(Bytes, Bytes)], to output: inout [UInt8]) {
+    package static func appendCanonicalQuery<Bytes: Collection<UInt8>>(_ pairs: [(Bytes, Bytes)], to output: inout [UInt8]) {
         let sorted = pairs.sorted { lhs, rhs in
             if !lhs.0.elementsEqual(rhs.0) { return lhs.0.lexicographicallyPrecedes(rhs.0) }
             return lhs.1.lexicographicallyPrecedes(rhs.1)
@@ -161,15 +107,5 @@ public enum PercentEncoding {
     @inline(__always)
     private static func upperHexDigit(_ nibble: UInt8) -> UInt8 {
         nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "A") - 10 + nibble
-    }
-
-    @inline(__always)
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        default: nil
-        }
     }
 }
