@@ -122,6 +122,19 @@ struct HostileInputTests {
         #expect(TextFormat.printable("\u{202E}evil\u{9B}2J") == "\\u{202e}evil\\u{9b}2J")
     }
 
+    @Test("CSV fields are quoted per RFC 4180, CRLF included; --since is bounded")
+    func csvAndSince() {
+        #expect(AuditWriter.csvField("a\r\nb") == "\"a\r\nb\"")
+        #expect(AuditWriter.csvField("say \"hi\", twice") == "\"say \"\"hi\"\", twice\"")
+        #expect(AuditWriter.csvField("plain") == "plain")
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(AuditFilter.since("90s", now: now) == now.addingTimeInterval(-90))
+        #expect(AuditFilter.since("36500d", now: now) != nil)
+        for text in ["800000d", "inf", "nan", "1e300s", "-5m", "d", "2026-02-30", "5 m"] {
+            #expect(AuditFilter.since(text, now: now) == nil, "\(text)")
+        }
+    }
+
     @Test("invalid IDs are recorded truncated, saying so")
     func truncatedInvalidIDs() throws {
         let (store, path) = try TestSupport.makeStore()
