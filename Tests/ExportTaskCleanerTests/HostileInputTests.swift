@@ -106,13 +106,14 @@ struct HostileInputTests {
         _ = pacer.reserve(now: now)
         #expect(pacer.reserve(now: now) == now.advanced(by: .seconds(86_400)))
         pacer.setRate(0.001)
-        #expect(Timestamp.format(Date(timeIntervalSince1970: -1e15)) == "0001-01-01T00:00:00.000Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: -1e15)) == "1600-01-01T00:00:00.000Z")
         #expect(Timestamp.format(Date(timeIntervalSince1970: 1e15)) == "9999-12-31T23:59:59.999Z")
         #expect(Timestamp.format(Date(timeIntervalSince1970: .nan)) == "1970-01-01T00:00:00.000Z")
         #expect(Timestamp.parse("2026-02-30") == nil)
         #expect(Timestamp.parse("2025-02-29") == nil)
         #expect(Timestamp.parse("2024-02-29") != nil)
         #expect(Timestamp.parse("0000-01-01") == nil)
+        #expect(Timestamp.parse("1599-12-31") == nil)
     }
 
     @Test("terminal text is escaped, the database keeps the raw text")

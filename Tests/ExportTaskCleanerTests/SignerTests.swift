@@ -442,7 +442,7 @@ import IoTDASimulator
     }
 
     @Test(arguments: [
-        (Int64(-62_167_219_200), "00000101T000000Z"),  // year 0
+        (Int64(-11_676_096_000), "16000101T000000Z"),  // 1600: Gregorian (Calendar is Julian before 1582)
         (253_402_300_800, "100000101T000000Z"),  // year 10000: all five digits
     ])
     func datesOutsideFourDigitYears(seconds: Int64, text: String) {

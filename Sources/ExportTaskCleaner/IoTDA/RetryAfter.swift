@@ -75,17 +75,7 @@ public enum RetryAfter {
     }
 
     private static func makeDate(year: Int, month: Int, day: Int, time: (Int, Int, Int)) -> Date? {
-        guard (1...31).contains(day), time.0 < 24, time.1 < 60, time.2 < 61 else { return nil }
-        // Days from civil (Howard Hinnant's algorithm), proleptic Gregorian, UTC.
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let mp = (month + 9) % 12
-        let doy = (153 * mp + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        let days = era * 146_097 + doe - 719_468
-        let seconds = days * 86_400 + time.0 * 3600 + time.1 * 60 + time.2
-        return Date(timeIntervalSince1970: TimeInterval(seconds))
+        UTCCalendar.date(.init(year: year, month: month, day: day, hour: time.0, minute: time.1, second: time.2))
     }
 
     private struct Scanner {

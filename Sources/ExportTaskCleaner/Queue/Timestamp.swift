@@ -1,10 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import FoundationEssentials
 
 /// The database's time format: ISO 8601 UTC with milliseconds, `2026-11-29T15:48:43.123Z`.
@@ -12,19 +5,18 @@ import FoundationEssentials
 /// This is what SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')` writes, so the defaults of rows
 /// that other tools insert compare correctly, as text, with the times the service writes.
 public enum Timestamp {
-    /// The times the format can show: years 1 to 9999. `format` holds a date outside them (from
-    /// arithmetic on input: an age, a server's `Retry-After`) to the nearest end, never traps.
-    public static let earliest = Date(timeIntervalSince1970: -62_135_596_800)        // 0001-01-01T00:00:00Z
+    /// The times the format shows: the years 1600 to 9999 (``UTCCalendar`` is Gregorian from
+    /// 1582 on). `format` holds a date outside them (from arithmetic on input: an age, a
+    /// server's `Retry-After`) to the nearest end, never traps; `parse` refuses one.
+    public static let earliest = Date(timeIntervalSince1970: -11_676_096_000)        // 1600-01-01T00:00:00Z
     public static let latest = Date(timeIntervalSince1970: 253_402_300_799.999)      // 9999-12-31T23:59:59.999Z
 
     public static func format(_ date: Date) -> String {
         let interval = date.timeIntervalSince1970
         let bounded = interval.isNaN ? 0 : min(max(interval, earliest.timeIntervalSince1970), latest.timeIntervalSince1970)
         let milliseconds = Int64((bounded * 1000).rounded(.down))
-        var seconds = time_t(milliseconds.floorDivided(by: 1000))
-        let millis = Int(milliseconds - Int64(seconds) * 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
+        let wholeSeconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        let fields = UTCCalendar.fields(of: Date(timeIntervalSince1970: Double(wholeSeconds)))
         var bytes = [UInt8](repeating: 0, count: 24)
         func put(_ value: Int, at offset: Int, digits: Int) {
             var value = value
@@ -33,19 +25,19 @@ public enum Timestamp {
                 value /= 10
             }
         }
-        put(Int(parts.tm_year) + 1900, at: 0, digits: 4)
+        put(fields.year, at: 0, digits: 4)
         bytes[4] = UInt8(ascii: "-")
-        put(Int(parts.tm_mon) + 1, at: 5, digits: 2)
+        put(fields.month, at: 5, digits: 2)
         bytes[7] = UInt8(ascii: "-")
-        put(Int(parts.tm_mday), at: 8, digits: 2)
+        put(fields.day, at: 8, digits: 2)
         bytes[10] = UInt8(ascii: "T")
-        put(Int(parts.tm_hour), at: 11, digits: 2)
+        put(fields.hour, at: 11, digits: 2)
         bytes[13] = UInt8(ascii: ":")
-        put(Int(parts.tm_min), at: 14, digits: 2)
+        put(fields.minute, at: 14, digits: 2)
         bytes[16] = UInt8(ascii: ":")
-        put(Int(parts.tm_sec), at: 17, digits: 2)
+        put(fields.second, at: 17, digits: 2)
         bytes[19] = UInt8(ascii: ".")
-        put(millis, at: 20, digits: 3)
+        put(Int(milliseconds - wholeSeconds * 1000), at: 20, digits: 3)
         return String(decoding: bytes[0..<23], as: UTF8.self) + "Z"
     }
 
@@ -64,7 +56,7 @@ public enum Timestamp {
         }
         guard digits.count >= 10, digits[4] == UInt8(ascii: "-"), digits[7] == UInt8(ascii: "-"),
               let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
-              year >= 1, (1...12).contains(month), (1...31).contains(day)
+              year >= 1600, (1...12).contains(month), (1...31).contains(day)
         else { return nil }
         var hour = 0, minute = 0, second = 0, fraction = 0.0
         var index = 10
@@ -88,28 +80,10 @@ public enum Timestamp {
             if index < digits.count, digits[index] == UInt8(ascii: "Z") { index += 1 }
             guard index == digits.count else { return nil }
         }
-        var parts = tm()
-        parts.tm_year = Int32(year - 1900)
-        parts.tm_mon = Int32(month - 1)
-        parts.tm_mday = Int32(day)
-        parts.tm_hour = Int32(hour)
-        parts.tm_min = Int32(minute)
-        parts.tm_sec = Int32(second)
-        let seconds = timegm(&parts)
-        // timegm carries a day past the month's end into the next (2026-02-30 → 2026-03-02):
-        // such a date does not exist, so it is refused.
-        var check = tm()
-        var back = seconds
-        guard gmtime_r(&back, &check) != nil, Int(check.tm_year) + 1900 == year, Int(check.tm_mon) + 1 == month,
-              Int(check.tm_mday) == day
+        guard let date = UTCCalendar.date(.init(year: year, month: month, day: day, hour: hour, minute: minute, second: second))
         else { return nil }
-        return Date(timeIntervalSince1970: Double(seconds) + fraction)
-    }
-}
-
-private extension Int64 {
-    func floorDivided(by divisor: Int64) -> Int64 {
-        let quotient = self / divisor
-        return (self % divisor < 0) ? quotient - 1 : quotient
+        // Whole seconds since 1970 plus the fraction, so that it parses back to exactly what
+        // `format` was given.
+        return Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded() + fraction)
     }
 }
