@@ -123,7 +123,7 @@ public enum Demo {
                 ? "Interrupted: \(finished) of \(tasks) tasks finished; \(unfinished) left pending."
                 : "Drained: \(tasks) tasks, every one finished."
             lines.append(headline)
-            lines.append("Simulator \(endpoint): \(mixDescription), \(Demo.milliseconds(latency)) ms latency, \(signing.rawValue) signatures checked; concurrency \(concurrency).")
+            lines.append("Simulator \(endpoint): \(mixDescription), \(latency.milliseconds) ms latency, \(signing.rawValue) signatures checked; concurrency \(concurrency).")
             lines.append("")
             let outcomes: [TaskState] = [.deleted, .notFound, .forbidden, .rejected, .failed, .invalid]
             let rows: [(String, String, String)] = outcomes.map { state in
@@ -331,10 +331,6 @@ public enum Demo {
 
     static func seconds(_ duration: Duration) -> String {
         TextFormat.fixed(duration.seconds, places: 2) + " s"
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.milliseconds
     }
 
     static func percent(_ count: Int, of total: Int) -> String {

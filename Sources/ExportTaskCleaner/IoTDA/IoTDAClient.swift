@@ -109,8 +109,8 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         self.endpoint = endpoint
         self.userAgent = configuration.userAgent
         self.requestTimeout = TimeAmount(configuration.requestTimeout)
-        self.requestTimeoutMilliseconds = Self.milliseconds(configuration.requestTimeout)
-        self.connectTimeoutMilliseconds = Self.milliseconds(configuration.connectTimeout)
+        self.requestTimeoutMilliseconds = configuration.requestTimeout.milliseconds
+        self.connectTimeoutMilliseconds = configuration.connectTimeout.milliseconds
         self.logger = logger
         self.now = now
 
@@ -294,10 +294,5 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         }
         if error is CancellationError { return "cancelled" }
         return TransportErrorDescription.describe(error)
-    }
-
-    private static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

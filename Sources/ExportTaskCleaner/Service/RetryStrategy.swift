@@ -48,7 +48,7 @@ public struct ExponentialJitterRetry: RetryStrategy {
 
     /// An hour, or `maxDelay` when that is longer (it may be a day).
     public var retryAfterLimit: Duration {
-        max(maxDelay, .seconds(3_600))
+        max(maxDelay, Tuning.retryAfterLimit)
     }
 
     private func pow2(_ exponent: Int) -> Double {
@@ -59,13 +59,5 @@ public struct ExponentialJitterRetry: RetryStrategy {
 extension RetryStrategy where Self == ExponentialJitterRetry {
     public static func exponentialJitter(maxAttempts: Int, baseDelay: Duration, maxDelay: Duration) -> ExponentialJitterRetry {
         ExponentialJitterRetry(maxAttempts: maxAttempts, baseDelay: baseDelay, maxDelay: maxDelay)
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    public var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }
