@@ -21,7 +21,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     /// What a command opens the queue for.
     public enum Purpose: Sendable {
         /// `status`, `audit`: read only. The file must exist and be a queue of this release;
-        /// it is never created, migrated or switched to WAL.
+        /// it is never created, migrated or switched to WAL, and no statement writes to it.
         case inspect
         /// `run`, `enqueue`, `requeue`: created when missing (mode 0660) and migrated; another
         /// application's database is refused untouched. (A full integrity check, `PRAGMA
@@ -50,7 +50,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
             try QueueFiles.checkAccess(databasePath: path)
         }
         do {
-            db = try SQLiteConnection(path: path, mode: purpose == .inspect ? .readOnly : .readWriteCreate)
+            db = try purpose == .inspect ? Self.openForReading(path) : SQLiteConnection(path: path, mode: .readWriteCreate)
             if purpose == .inspect {
                 try Schema.check(db)
             } else {
@@ -65,6 +65,17 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         }
         self.db = db
         self.repairs = repairs
+    }
+
+    /// A connection that changes nothing: read-write without create when this user may write
+    /// (so that, as the last one out, it tidies away `-wal` and `-shm` as SQLite does), else
+    /// read only (an auditor with read access alone). No statement it runs writes.
+    private static func openForReading(_ path: String) throws -> SQLiteConnection {
+        do {
+            return try SQLiteConnection(path: path, mode: .readWrite)
+        } catch let error as SQLiteError where [SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM].contains(error.primaryCode) {
+            return try SQLiteConnection(path: path, mode: .readOnly)
+        }
     }
 
     private static func openingError(_ error: SQLiteError, path: String, writing: Bool) -> CleanerError {
