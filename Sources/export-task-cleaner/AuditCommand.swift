@@ -29,7 +29,22 @@ struct AuditCommand: ParsableCommand {
     @Option(name: .long, help: "table, json or csv.")
     var format: AuditFormat = .table
 
+    @Flag(name: .long, help: ArgumentHelp(
+        "Check the audit log's hash chain instead of printing it.",
+        discussion: "Exits 0 with the number of rows checked and the head hash, or 1 naming the first row changed, deleted, replaced or inserted out of order."))
+    var verify = false
+
     func run() throws {
+        if verify {
+            let (_, store) = try config.openStore(for: .inspect)
+            let result = try store.verifyAuditChain()
+            if let problem = result.problem {
+                Console.error("audit chain broken after \(result.rows) good rows: \(problem)")
+                throw ExitCode(1)
+            }
+            print("audit chain verified: \(result.rows) rows; head row \(result.headID.map(String.init) ?? "none") hash \(result.headHash ?? AuditChain.genesisText)")
+            return
+        }
         var filter = AuditFilter(exportTaskID: task)
         if let state {
             guard let parsed = TaskState(rawValue: state) else {

@@ -23,6 +23,10 @@ struct RunCommand: AsyncParsableCommand {
         let (credentials, source) = try CredentialsLoader.load(
             method: configuration.auth.method, credentialsFile: configuration.auth.credentialsFile, environment: environment)
         let store = try SQLiteQueueStore(path: configuration.database, purpose: .write)
+        if let head = try store.auditHead() {
+            // Published in the journal: a chain rebuilt after an edit would not end here.
+            logger.notice("audit chain head", metadata: ["audit_head_id": "\(head.id)", "audit_head_hash": "\(head.hash ?? "none")"])
+        }
         for repair in store.repairs {
             logger.notice("queue file permissions set", metadata: ["file": "\(repair.path)", "change": "\(repair.change)"])
         }

@@ -13,7 +13,7 @@ struct QueueStoreTests {
         let again = try SQLiteQueueStore(path: path)
         #expect(try again.counts()[.pending] == 1)
         let db = try SQLiteConnection(path: path)
-        #expect(try db.scalarInt("PRAGMA user_version") == 1)
+        #expect(try db.scalarInt("PRAGMA user_version") == 2)
         #expect(try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE name IN ('export_tasks', 'audit_log')") == 2)
         #expect(try db.scalarInt("SELECT count(*) FROM export_tasks") == 1)
     }

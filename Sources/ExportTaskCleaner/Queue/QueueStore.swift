@@ -235,8 +235,16 @@ public struct QueueStatus: Sendable, Codable, Equatable {
     public var lastError: LastOutcome?
     /// Services whose heartbeat is recent: they hold the queue now.
     public var heldBy: [Holder]
+    /// The audit chain's last row (``AuditChain``): published, it shows a rebuilt chain.
+    public var auditHead: AuditHead? = nil
+
+    public struct AuditHead: Sendable, Codable, Equatable {
+        public var id: Int
+        public var hash: String?
+    }
 
     enum CodingKeys: String, CodingKey {
+        case auditHead = "audit_head"
         case counts
         case oldestPendingEnqueuedAt = "oldest_pending_enqueued_at"
         case oldestPendingAgeSeconds = "oldest_pending_age_seconds"
@@ -255,6 +263,7 @@ public struct QueueStatus: Sendable, Codable, Equatable {
         try container.encode(lastOutcome, forKey: .lastOutcome)
         try container.encode(lastError, forKey: .lastError)
         try container.encode(heldBy, forKey: .heldBy)
+        try container.encode(auditHead, forKey: .auditHead)
     }
 }
 

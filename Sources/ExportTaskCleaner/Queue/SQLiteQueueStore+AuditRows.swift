@@ -17,16 +17,16 @@ extension SQLiteQueueStore {
             var record: AuditRecord
         }
 
-        private static let columnsPerRow = 12
+        private static let columnsPerRow = 14
         private static let chunkSizes = SQLiteQueueStore.statementBatchSizes
-        /// `?1` is the runner, shared; row `r` takes `?(2 + 12r)` to `?(13 + 12r)`.
+        /// `?1` is the runner, shared; row `r` takes `?(2 + 14r)` to `?(15 + 14r)`.
         private static let sql: [String] = chunkSizes.map { size in
             let rows = (0..<size).map { row in
                 let base = 2 + columnsPerRow * row
                 return "(" + (0..<columnsPerRow).map { "?\(base + $0)" }.joined(separator: ", ") + ", ?1)"
             }
-            return "INSERT INTO audit_log (task_id, export_task_id, project_id, attempt, at, duration_ms, http_status, "
-                + "error_code, error_message, request_id, outcome, delivery, runner) VALUES "
+            return "INSERT INTO audit_log (id, task_id, export_task_id, project_id, attempt, at, duration_ms, http_status, "
+                + "error_code, error_message, request_id, outcome, delivery, hash, runner) VALUES "
                 + rows.joined(separator: ", ")
         }
 
@@ -41,7 +41,15 @@ extension SQLiteQueueStore {
             rows.append(Row(taskID: taskID, exportTaskID: exportTaskID, projectID: projectID, record: record))
         }
 
+        /// Writes the rows after the last one in the file, each chained to the one before
+        /// (``AuditChain``): inside the caller's write transaction, so no other writer can come
+        /// between reading the head and appending to it.
         func write(_ db: SQLiteConnection) throws {
+            guard !rows.isEmpty else { return }
+            let head = try db.prepare("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            var (lastID, previous) = (0, AuditChain.genesis)
+            if try head.step() { (lastID, previous) = (head.int(0), head.optionalString(1) ?? "") }
+            head.reset()
             var next = 0
             while next < rows.count {
                 let choice = Self.chunkSizes.firstIndex { $0 <= rows.count - next } ?? Self.chunkSizes.count - 1
@@ -51,24 +59,39 @@ extension SQLiteQueueStore {
                 for offset in 0..<size {
                     let row = rows[next + offset]
                     let record = row.record
+                    let id = lastID + next + offset + 1
+                    let at = Timestamp.format(record.at)
+                    let values: [AuditChain.Value] = [
+                        .integer(id), .integer(row.taskID), .text(row.exportTaskID), Self.value(row.projectID),
+                        Self.value(record.attempt), .text(at), Self.value(record.durationMilliseconds),
+                        Self.value(record.httpStatus), Self.value(record.errorCode), Self.value(record.errorMessage),
+                        Self.value(record.requestID), .text(record.outcome.rawValue), Self.value(record.delivery?.rawValue),
+                        .text(runner),
+                    ]
+                    previous = AuditChain.hash(previous: previous, values: values)
                     let base = Int32(2 + Self.columnsPerRow * offset)
-                    statement.bind(row.taskID, at: base)
-                    statement.bind(row.exportTaskID, at: base + 1)
-                    statement.bind(row.projectID, at: base + 2)
-                    statement.bind(record.attempt, at: base + 3)
-                    statement.bind(Timestamp.format(record.at), at: base + 4)
-                    statement.bind(record.durationMilliseconds, at: base + 5)
-                    statement.bind(record.httpStatus, at: base + 6)
-                    statement.bind(record.errorCode, at: base + 7)
-                    statement.bind(record.errorMessage, at: base + 8)
-                    statement.bind(record.requestID, at: base + 9)
-                    statement.bind(record.outcome.rawValue, at: base + 10)
-                    statement.bind(record.delivery?.rawValue, at: base + 11)
+                    statement.bind(id, at: base)
+                    statement.bind(row.taskID, at: base + 1)
+                    statement.bind(row.exportTaskID, at: base + 2)
+                    statement.bind(row.projectID, at: base + 3)
+                    statement.bind(record.attempt, at: base + 4)
+                    statement.bind(at, at: base + 5)
+                    statement.bind(record.durationMilliseconds, at: base + 6)
+                    statement.bind(record.httpStatus, at: base + 7)
+                    statement.bind(record.errorCode, at: base + 8)
+                    statement.bind(record.errorMessage, at: base + 9)
+                    statement.bind(record.requestID, at: base + 10)
+                    statement.bind(record.outcome.rawValue, at: base + 11)
+                    statement.bind(record.delivery?.rawValue, at: base + 12)
+                    statement.bind(previous, at: base + 13)
                 }
                 try statement.run()
                 next += size
             }
         }
+
+        private static func value(_ number: Int?) -> AuditChain.Value { number.map { .integer($0) } ?? .null }
+        private static func value(_ text: String?) -> AuditChain.Value { text.map { .text($0) } ?? .null }
     }
 
     /// One audit row, through the same statement and bindings as a batch of them.

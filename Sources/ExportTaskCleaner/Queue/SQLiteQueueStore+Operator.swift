@@ -148,11 +148,15 @@ extension SQLiteQueueStore {
                     heldBy.append(.init(runner: holders.string(0), startedAt: holders.string(1), heartbeatAt: beat,
                                         secondsSinceHeartbeat: max(0, age), status: holders.optionalString(3)))
                 }
-                return QueueStatus(
+                var status = QueueStatus(
                     counts: Dictionary(uniqueKeysWithValues: counts.map { ($0.key.rawValue, $0.value) }),
                     oldestPendingEnqueuedAt: oldestText,
                     oldestPendingAgeSeconds: oldestText.flatMap(Timestamp.parse).map { max(0, now.timeIntervalSince($0)) },
                     nextRetryAt: nextText, lastOutcome: last, lastError: lastError, heldBy: heldBy)
+                let head = try db.prepare("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                if try head.step() { status.auditHead = .init(id: head.int(0), hash: head.optionalString(1)) }
+                head.reset()
+                return status
             }
         }
     }
@@ -193,6 +197,59 @@ extension SQLiteQueueStore {
                         requestID: statement.optionalString(10), outcome: statement.string(11),
                         delivery: statement.optionalString(12), runner: statement.string(13)))
                 }
+            }
+        }
+    }
+}
+
+extension SQLiteQueueStore {
+    /// The audit chain's last row, for the journal.
+    public func auditHead() throws -> QueueStatus.AuditHead? {
+        try withConnection { db in
+            let head = try db.prepare("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            defer { head.reset() }
+            return try head.step() ? .init(id: head.int(0), hash: head.optionalString(1)) : nil
+        }
+    }
+
+    /// Walks `audit_log` in ID order, checking that IDs are dense from 1 and that each row's
+    /// hash is the chain's (``AuditChain``); stops at the first row that breaks it. One read
+    /// transaction, so a writer appending meanwhile does not confuse it.
+    public func verifyAuditChain() throws -> AuditVerification {
+        try withConnection { db in
+            try db.readTransaction {
+                let statement = try db.prepare(
+                    "SELECT " + AuditChain.columns.joined(separator: ", ") + ", hash FROM audit_log ORDER BY id")
+                defer { statement.reset() }
+                var result = AuditVerification(rows: 0)
+                var previous = AuditChain.genesis
+                var expectedID = 1
+                let hashColumn = Int32(AuditChain.columns.count)
+                while try statement.step() {
+                    let id = statement.int(0)
+                    if id != expectedID {
+                        result.problem = id > expectedID
+                            ? "rows \(expectedID) to \(id - 1) are missing: deleted"
+                            : "row \(id) is out of order"
+                        return result
+                    }
+                    let stored = statement.optionalString(hashColumn)
+                    let expected = AuditChain.hash(previous: previous, values: AuditChain.values(of: statement))
+                    guard let stored else {
+                        result.problem = "row \(id) has no hash: it was written outside export-task-cleaner (with the triggers dropped)"
+                        return result
+                    }
+                    guard stored == expected else {
+                        result.problem = "row \(id) does not match its hash: it was changed or replaced, or inserted out of order"
+                        return result
+                    }
+                    previous = stored
+                    result.rows += 1
+                    result.headID = id
+                    result.headHash = stored
+                    expectedID = id + 1
+                }
+                return result
             }
         }
     }

@@ -65,9 +65,49 @@ enum Schema {
             status TEXT
         );
         """,
+        // Version 2: the audit chain (``AuditChain``), and no row replaced in place
+        // (`INSERT OR REPLACE` deletes without firing DELETE triggers). Existing rows are
+        // chained by `chainExistingRows` in the same transaction.
+        """
+        ALTER TABLE audit_log ADD COLUMN hash TEXT;
+        CREATE TRIGGER audit_log_no_replace BEFORE INSERT ON audit_log
+            WHEN EXISTS (SELECT 1 FROM audit_log WHERE id = NEW.id)
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: a row with this id exists'); END;
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }
+
+    /// Hashes the rows that predate the chain, in ID order (inside the migration's
+    /// transaction; the UPDATE trigger steps aside for it).
+    private static func chainExistingRows(_ connection: SQLiteConnection) throws {
+        try connection.execute("DROP TRIGGER audit_log_no_update")
+        let select = try connection.prepare(
+            "SELECT " + AuditChain.columns.joined(separator: ", ") + " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT 4096")
+        let update = try connection.prepare("UPDATE audit_log SET hash = ?1 WHERE id = ?2")
+        var previous = AuditChain.genesis
+        var after = Int.min
+        while true {
+            var batch: [(id: Int, hash: String)] = []
+            select.bind(after, at: 1)
+            while try select.step() {
+                previous = AuditChain.hash(previous: previous, values: AuditChain.values(of: select))
+                batch.append((select.int(0), previous))
+            }
+            select.reset()
+            guard let last = batch.last else { break }
+            for row in batch {
+                update.bind(row.hash, at: 1)
+                update.bind(row.id, at: 2)
+                try update.run()
+            }
+            after = last.id
+        }
+        try connection.execute("""
+            CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+                BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
+            """)
+    }
 
     /// Checks, without changing anything, that the file is a queue of the current version: for
     /// the commands that only read (`status`, `audit`).
@@ -120,6 +160,7 @@ enum Schema {
             guard version < currentVersion else { return }
             for step in version..<currentVersion {
                 try connection.execute(migrations[step])
+                if step == 1 { try chainExistingRows(connection) }
             }
             // user_version cannot be bound; the value is a compile-time constant.
             try connection.execute("PRAGMA user_version = \(currentVersion)")

@@ -92,6 +92,11 @@ public final class SQLiteStatement {
         sqlite3_column_type(handle, column) == SQLITE_NULL
     }
 
+    /// Whether the value is stored as an INTEGER.
+    public func isInteger(_ column: Int32) -> Bool {
+        sqlite3_column_type(handle, column) == SQLITE_INTEGER
+    }
+
     /// Whether the value is stored as TEXT (not NULL, a number or a BLOB).
     public func isText(_ column: Int32) -> Bool {
         sqlite3_column_type(handle, column) == SQLITE_TEXT

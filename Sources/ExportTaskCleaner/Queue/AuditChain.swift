@@ -1,0 +1,80 @@
+import Crypto
+
+/// Tamper evidence for `audit_log` (README, "The database"): each row's `hash` is SHA-256 over
+/// the previous row's hash and the row's own content, so a row changed, deleted, replaced or
+/// slipped in out of order breaks the chain from there on. Rows are hashed inside the
+/// transaction that writes them, so concurrent writers take turns through SQLite's write lock.
+///
+/// It proves that the rows are as export-task-cleaner wrote them, unless someone who can write
+/// the file rebuilt the whole chain after editing it; the head hash (`status --json`, the
+/// journal) published elsewhere makes that visible too.
+public enum AuditChain {
+    /// The "previous hash" of the first row.
+    package static let genesis = String(repeating: "0", count: 64)
+    /// ``genesis``, for the commands' output.
+    public static var genesisText: String { genesis }
+
+    /// A column's value as stored: hashed with its type, so that `1` and `'1'` differ.
+    package enum Value: Equatable, Sendable {
+        case null
+        case integer(Int)
+        case text(String)
+    }
+
+    /// The columns hashed, in this order: `id, task_id, export_task_id, project_id, attempt,
+    /// at, duration_ms, http_status, error_code, error_message, request_id, outcome, delivery,
+    /// runner`.
+    package static let columns = [
+        "id", "task_id", "export_task_id", "project_id", "attempt", "at", "duration_ms", "http_status",
+        "error_code", "error_message", "request_id", "outcome", "delivery", "runner",
+    ]
+
+    /// The hashed columns of the row a statement stands on (selected as ``columns``, in
+    /// order), as stored.
+    package static func values(of row: SQLiteStatement) -> [Value] {
+        (0..<Int32(columns.count)).map { column in
+            if row.isNull(column) { return .null }
+            if row.isInteger(column) { return .integer(row.int(column)) }
+            return .text(row.string(column))
+        }
+    }
+
+    /// The row's hash as 64 lower-case hex digits: SHA-256 of the previous hash's text, then
+    /// each value as a tag byte (0 null, 1 integer as 8 bytes big-endian, 2 text as a 4-byte
+    /// big-endian length and its UTF-8).
+    package static func hash(previous: String, values: [Value]) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array(previous.utf8))
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256)
+        for value in values {
+            switch value {
+            case .null:
+                bytes.append(0)
+            case .integer(let number):
+                bytes.append(1)
+                withUnsafeBytes(of: Int64(number).bigEndian) { bytes.append(contentsOf: $0) }
+            case .text(let text):
+                bytes.append(2)
+                withUnsafeBytes(of: UInt32(truncatingIfNeeded: text.utf8.count).bigEndian) { bytes.append(contentsOf: $0) }
+                bytes.appendUTF8(text)
+            }
+        }
+        hasher.update(data: bytes)
+        var hex: [UInt8] = []
+        hex.reserveCapacity(64)
+        hasher.finalize().withUnsafeBytes { appendLowerHex($0, to: &hex) }
+        return String(decoding: hex, as: UTF8.self)
+    }
+}
+
+/// What `audit --verify` found.
+public struct AuditVerification: Sendable, Equatable {
+    /// Rows checked (all of them, when `problem` is nil).
+    public var rows: Int
+    /// The last row's ID and hash: what to publish, so that a rebuilt chain shows.
+    public var headID: Int?
+    public var headHash: String?
+    /// The first row that breaks the chain, and how; nil when every row holds.
+    public var problem: String?
+}
