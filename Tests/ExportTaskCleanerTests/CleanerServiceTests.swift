@@ -1,4 +1,4 @@
-import ExportTaskCleaner
+@testable import ExportTaskCleaner
 import Foundation
 import IoTDASimulator
 import ServiceLifecycle
@@ -136,26 +136,43 @@ struct CleanerServiceTests {
         try harness.enqueue((1...10).map { "probe-\($0)" })
         let clock = ManualClock()
         let service = harness.service(ServiceHarness.options(drain: false), clock: clock)
+        let refused = "credentials refused; requests paused"
+        let started = harness.transport.started
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await service.run() }
-                #expect(await harness.logs.wait(for: "credentials refused; requests paused"))
-                #expect(harness.transport.started.events.count == 1)
+                // Each refusal is logged, its task given back, and the service idles again. Every
+                // advance below is followed by a wait for the service to be asleep again, having
+                // done what the new time asked of it, before anything is asserted.
+                func refusedAndIdle(_ count: Int) async -> Bool {
+                    guard await harness.logs.wait(for: refused, count: count),
+                          await harness.store.applied.wait(until: { $0.joined().filter { $0.outcome == .authRefused }.count >= count })
+                    else { return false }
+                    return await clock.waitForSleepers(atLeast: ServiceHarness.idleSleepers)
+                }
+                #expect(await refusedAndIdle(1))
+                #expect(started.events.count == 1)
                 // Not yet: the pause is a minute.
-                clock.advance(by: .seconds(30))
-                clock.advance(by: .seconds(29))
-                #expect(harness.transport.started.events.count == 1)
-                clock.advance(by: .seconds(2))
-                #expect(await harness.logs.wait(for: "credentials refused; requests paused", count: 2))
-                #expect(harness.transport.started.events.count == 2)
-                let pauses = harness.logs.lines.filter { $0.message == "credentials refused; requests paused" }.map { $0.metadata["pause_s"] }
-                #expect(pauses == ["60", "120"])
+                #expect(await clock.advanceAndSettle(by: .seconds(30)))
+                #expect(await clock.advanceAndSettle(by: .seconds(29)))
+                #expect(started.events.count == 1)
+                // Over: one probe, refused again, and the pause doubles.
+                #expect(await clock.advanceAndSettle(by: .seconds(2)))
+                #expect(await refusedAndIdle(2))
+                #expect(started.events.count == 2)
+                #expect(await clock.advanceAndSettle(by: .seconds(119)))
+                #expect(started.events.count == 2)
+                #expect(await clock.advanceAndSettle(by: .seconds(2)))
+                #expect(await refusedAndIdle(3))
+                #expect(started.events.count == 3)
+                let pauses = harness.logs.lines.filter { $0.message == refused }.map { $0.metadata["pause_s"] }
+                #expect(pauses == ["60", "120", "240"])
                 trigger.triggerGracefulShutdown()
                 try await group.waitForAll()
             }
         }
         #expect(try harness.rows().values.allSatisfy { $0.state == "pending" && $0.attempts == 0 })
-        #expect(harness.simulator.counters.requests == 2)
+        #expect(harness.simulator.counters.requests == 3)
         try await harness.shutdown()
     }
 
@@ -256,16 +273,51 @@ struct CleanerServiceTests {
         try await harness.shutdown()
     }
 
-    @Test("a 429 halves rate and concurrency; the rate comes back after calm seconds")
+    @Test("a 429 halves rate and concurrency; each calm second brings both a step back, up to the configured values")
     func throttling() async throws {
         let harness = try await ServiceHarness.start()
-        harness.simulator.script("slow-down", .tooManyRequests(retryAfterSeconds: 0, times: 1))
+        // Tried again two seconds later, as the server asks: nothing is sent meanwhile.
+        harness.simulator.script("slow-down", .tooManyRequests(retryAfterSeconds: 2, times: 1))
         try harness.enqueue(["slow-down"])
-        try await harness.service(ServiceHarness.options(concurrency: 8, rate: 100)).run()
+        let clock = ManualClock()
+        let service = harness.service(ServiceHarness.options(concurrency: 8, rate: 100, drain: false), clock: clock)
+        // The limits in force, read after the service has settled at each moment.
+        var seen: [String] = []
+        func record() {
+            let snapshot = service.traffic.snapshot
+            seen.append("\(snapshot.rate)/\(snapshot.concurrency)")
+        }
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                #expect(await harness.store.applied.wait { $0.joined().contains { $0.outcome == .retry } })
+                #expect(await clock.waitForSleepers(atLeast: ServiceHarness.idleSleepers))
+                record()
+                // Half a second is not a calm second.
+                #expect(await clock.advanceAndSettle(by: .milliseconds(500)))
+                record()
+                #expect(await clock.advanceAndSettle(by: .milliseconds(500)))
+                record()
+                // At two seconds the retry goes out, and is answered 204.
+                #expect(await clock.advanceAndSettle(by: .seconds(1)))
+                record()
+                #expect(await harness.store.applied.wait { $0.joined().contains { $0.outcome == .deleted } })
+                for _ in 3...6 {
+                    #expect(await clock.advanceAndSettle(by: .seconds(1)))
+                    record()
+                }
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
         let line = try #require(harness.logs.lines.first { $0.message.hasPrefix("server asked to slow down") })
         #expect(line.metadata["rate"] == "50.0")
         #expect(line.metadata["concurrency"] == "4")
+        // +10% of the configured rate and +1 concurrency a calm second, never above 100/s and 8.
+        #expect(seen == ["50.0/4", "50.0/4", "60.0/5", "70.0/6", "80.0/7", "90.0/8", "100.0/8", "100.0/8"])
         #expect(try harness.rows()["slow-down"]?.state == "deleted")
+        #expect(try harness.audit("slow-down").map(\.outcome) == ["retry", "deleted"])
+        #expect(harness.simulator.counters.requests == 2)
         try await harness.shutdown()
     }
 

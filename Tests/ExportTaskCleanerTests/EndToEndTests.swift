@@ -62,29 +62,44 @@ struct EndToEndTests {
         let world = try await World.start(latency: .milliseconds(5))
         let ids = (0..<3_000).map { String(format: "kill-%04d", $0) }
         try world.enqueue(ids)
-        var generator = SystemRandomNumberGenerator()
-        for _ in 0..<8 {
+        // Random moments, from before the first request to well into the work, drawn from a
+        // seed that is printed: KILL_SEED=N swift test --filter killNineAndRestart kills at the
+        // same moments again (the machine's own timing around them is not replayed).
+        let seed = try Self.killSeed()
+        let random = SeededRandomSource(seed: seed)
+        let moments = (0..<8).map { _ in 20 + Int(random.nextUnit() * 381) }  // 20...400 ms
+        print("kill -9 seed: \(seed) (moments \(moments) ms; replay with KILL_SEED=\(seed))")
+        let replay = Comment(rawValue: "kill -9 seed \(seed)")
+        for moment in moments {
             let run = try world.launch(["run"], config: ["concurrency": 16, "lease_seconds": 5, "request_timeout_ms": 1_000])
-            // A random moment: from before the first request to well into the work.
-            try await Task.sleep(for: .milliseconds(Int.random(in: 20...400, using: &generator)))
+            try await Task.sleep(for: .milliseconds(moment))
             run.signal(SIGKILL)
             _ = try await run.exit(within: .seconds(10))
         }
         let drain = try world.launch(["run", "--drain"], config: ["concurrency": 16, "lease_seconds": 5, "request_timeout_ms": 1_000])
-        #expect(try await drain.exit(within: .seconds(120)) == 0, "stderr: \(drain.stderrText.suffix(2_000))")
+        #expect(try await drain.exit(within: .seconds(120)) == 0, "\(replay); stderr: \(drain.stderrText.suffix(2_000))")
 
         let states = try world.states()
-        #expect(states.values.allSatisfy { $0 == "deleted" || $0 == "not_found" })
+        #expect(states.values.allSatisfy { $0 == "deleted" || $0 == "not_found" }, replay)
         let counters = world.simulator.counters
-        #expect(counters.deleteCountByID.values.allSatisfy { $0 == 1 })
-        #expect(counters.successfulDeletes == ids.count)
+        #expect(counters.deleteCountByID.values.allSatisfy { $0 == 1 }, replay)
+        #expect(counters.successfulDeletes == ids.count, replay)
         // A 404 is allowed only where a 204 was sent but never recorded (the process died first).
         for (id, state) in states where state == "not_found" {
-            #expect(counters.deleteCount(for: id) == 1)
-            #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE export_task_id = '\(id)' AND outcome = 'deleted'") == 0)
+            #expect(counters.deleteCount(for: id) == 1, replay)
+            #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE export_task_id = '\(id)' AND outcome = 'deleted'") == 0, replay)
         }
-        #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE outcome = 'lease_expired'") > 0)
+        #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE outcome = 'lease_expired'") > 0, replay)
         try await world.stop()
+    }
+
+    /// The seed of `killNineAndRestart`'s moments: `KILL_SEED` when set, else a fresh one.
+    static func killSeed() throws -> UInt64 {
+        guard let text = ProcessInfo.processInfo.environment["KILL_SEED"] else { return UInt64.random(in: .min ... .max) }
+        guard let seed = UInt64(text.trimmingCharacters(in: .whitespaces)) else {
+            throw CleanerError.configuration("KILL_SEED=\(text): expected an unsigned 64-bit integer")
+        }
+        return seed
     }
 
     @Test("SIGTERM with requests in flight: exit 0 within the grace, nothing left in progress, no 204 lost")

@@ -5,6 +5,8 @@ import Logging
 import Synchronization
 
 /// A clock the test moves by hand: sleepers wake only when `advance` passes their deadline.
+/// After an advance, a test waits for the system to reach its next sleep (`advanceAndSettle`,
+/// `waitForSleepers`) before it asserts anything, never for wall time.
 final class ManualClock: ServiceClock {
     private struct Sleeper {
         var id: Int
@@ -12,10 +14,18 @@ final class ManualClock: ServiceClock {
         var continuation: CheckedContinuation<Void, any Error>
     }
 
+    private struct Watcher {
+        var id: Int
+        var atLeast: Int
+        var continuation: CheckedContinuation<Bool, Never>
+    }
+
     private struct State {
         var offset: Duration = .zero
         var nextID = 0
         var sleepers: [Sleeper] = []
+        /// Tests waiting for the system under test to reach its next sleep.
+        var watchers: [Watcher] = []
     }
 
     private let origin = ContinuousClock.now
@@ -30,8 +40,6 @@ final class ManualClock: ServiceClock {
         origin.advanced(by: state.withLock { $0.offset })
     }
 
-    var sleeperCount: Int { state.withLock { $0.sleepers.count } }
-
     func sleep(until deadline: ContinuousClock.Instant) async throws {
         let id = state.withLock { state in
             defer { state.nextID += 1 }
@@ -39,17 +47,20 @@ final class ManualClock: ServiceClock {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                enum Now { case wait, wake, cancel }
+                enum Now { case wait(satisfied: [Watcher]), wake, cancel }
                 let now = state.withLock { state -> Now in
                     // Checked under the lock: a cancellation that ran before this point found
                     // no sleeper to wake, so this sleeper must not wait at all.
                     if Task.isCancelled { return .cancel }
                     if origin.advanced(by: state.offset) >= deadline { return .wake }
                     state.sleepers.append(Sleeper(id: id, deadline: deadline, continuation: continuation))
-                    return .wait
+                    let count = state.sleepers.count
+                    let satisfied = state.watchers.filter { $0.atLeast <= count }
+                    state.watchers.removeAll { $0.atLeast <= count }
+                    return .wait(satisfied: satisfied)
                 }
                 switch now {
-                case .wait: break
+                case .wait(let satisfied): for watcher in satisfied { watcher.continuation.resume(returning: true) }
                 case .wake: continuation.resume()
                 case .cancel: continuation.resume(throwing: CancellationError())
                 }
@@ -63,16 +74,63 @@ final class ManualClock: ServiceClock {
         }
     }
 
-    /// Moves time forward and wakes every sleeper whose deadline has come.
-    func advance(by duration: Duration) {
-        let due = state.withLock { state -> [Sleeper] in
+    /// Moves time forward and wakes every sleeper whose deadline has come. Returns how many
+    /// slept before (woken or not).
+    @discardableResult
+    func advance(by duration: Duration) -> Int {
+        let (before, due) = state.withLock { state -> (Int, [Sleeper]) in
+            let before = state.sleepers.count
             state.offset += duration
             let now = origin.advanced(by: state.offset)
             let due = state.sleepers.filter { $0.deadline <= now }
             state.sleepers.removeAll { $0.deadline <= now }
-            return due
+            return (before, due)
         }
         for sleeper in due { sleeper.continuation.resume() }
+        return before
+    }
+
+    /// Waits until at least `count` tasks sleep on this clock: the system under test has done
+    /// what it was woken for and reached its next sleep. False if `timeout` (wall time) passed
+    /// first: a safety net for a broken build, never a way of pacing the test.
+    func waitForSleepers(atLeast count: Int, timeout: Duration = .seconds(20)) async -> Bool {
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let now = self.state.withLock { state -> Bool in
+                        if state.sleepers.count >= count { return true }
+                        state.watchers.append(Watcher(id: id, atLeast: count, continuation: continuation))
+                        return false
+                    }
+                    if now { continuation.resume(returning: true) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                let watcher = self.state.withLock { state -> Watcher? in
+                    guard let index = state.watchers.firstIndex(where: { $0.id == id }) else { return nil }
+                    return state.watchers.remove(at: index)
+                }
+                watcher?.continuation.resume(returning: false)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Moves time forward, then waits (bounded) until as many tasks sleep as before: each one
+    /// the advance woke has done its work and gone back to sleep. Call it with the system under
+    /// test idle (every task of it asleep on this clock or waiting for an event), and only for
+    /// advances that wake tasks which sleep again (timers, loops), not one-off waits.
+    @discardableResult
+    func advanceAndSettle(by duration: Duration) async -> Bool {
+        await waitForSleepers(atLeast: advance(by: duration))
     }
 }
 
@@ -166,16 +224,50 @@ final class ObservedStore: QueueStore {
     func auditEntries(_ filter: AuditFilter, _ body: (AuditEntry) throws -> Void) throws { try inner.auditEntries(filter, body) }
 }
 
-/// The real client, reporting each request as it starts.
+/// The real client, reporting each request as it starts; the gate can hold requests in flight.
 struct ObservedTransport: IoTDATransport {
     let inner: any IoTDATransport
     let started = EventLog<String>()
     let startTimes = EventLog<ContinuousClock.Instant>()
+    let gate = Gate()
 
     func delete(_ request: DeleteRequest) async -> DeleteResult {
         startTimes.append(.now)
         started.append(request.exportTaskID)
+        await gate.pass(request.exportTaskID)
         return await inner.delete(request)
+    }
+}
+
+/// Holds the requests of chosen export task IDs after they started, until the test opens it:
+/// a request outlives whatever the test needs it to, without any wall time. A held request
+/// ignores cancellation, so a test that holds one must `open()` it.
+final class Gate: Sendable {
+    private let state = Mutex<(held: Set<String>, waiting: [CheckedContinuation<Void, Never>])>(([], []))
+
+    func hold(_ ids: Set<String>) {
+        state.withLock { $0.held.formUnion(ids) }
+    }
+
+    /// Lets every held request go, and holds none from now on.
+    func open() {
+        let waiting = state.withLock { state in
+            defer { state = ([], []) }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    func pass(_ id: String) async {
+        guard state.withLock({ $0.held.contains(id) }) else { return }
+        await withCheckedContinuation { continuation in
+            let go = state.withLock { state -> Bool in
+                guard state.held.contains(id) else { return true }
+                state.waiting.append(continuation)
+                return false
+            }
+            if go { continuation.resume() }
+        }
     }
 }
 
@@ -192,6 +284,10 @@ func busiestSecond(_ instants: [ContinuousClock.Instant]) -> Int {
 /// A simulator, a client signing with its key, a fresh queue, and captured logs.
 struct ServiceHarness {
     static let project = "svc-project"
+    /// How many tasks of an idle service sleep on its clock: the work loop's tick and the
+    /// housekeeping loop. `ManualClock.waitForSleepers(atLeast:)` with this many means the
+    /// service has reached its next sleep.
+    static let idleSleepers = 2
     static let key = AccessKey(ak: "HARNESSAK0000000001", sk: "harness-secret-key-do-not-log")
 
     let simulator: IoTDASimulator
@@ -223,9 +319,9 @@ struct ServiceHarness {
                        random: SeededRandomSource(seed: 42), liveness: liveness, logger: logs.logger())
     }
 
-    static func options(concurrency: Int = 8, rate: Double = 10_000, drain: Bool = true,
-                        grace: Duration = .seconds(10), poll: Duration = .milliseconds(50)) -> CleanerOptions {
-        CleanerOptions(projectID: project, concurrency: concurrency, maxRequestsPerSecond: rate, leaseDuration: .seconds(60),
+    static func options(concurrency: Int = 8, rate: Double = 10_000, drain: Bool = true, grace: Duration = .seconds(10),
+                        poll: Duration = .milliseconds(50), lease: Duration = .seconds(60)) -> CleanerOptions {
+        CleanerOptions(projectID: project, concurrency: concurrency, maxRequestsPerSecond: rate, leaseDuration: lease,
                        shutdownGrace: grace, pollInterval: poll, drain: drain, credentialsDescription: "test key")
     }
 

@@ -69,6 +69,35 @@ struct TrafficTests {
         #expect(floor.rate == 1 && floor.concurrency == 1)
     }
 
+    @Test("recovery adds a tenth of the configured rate and one to the concurrency a calm second, stops at the configured values; a 429 restarts the count")
+    func adaptiveRecoveryIsCapped() {
+        // The concurrency would overshoot its configured 3 while the rate still climbs: capped.
+        var limits = AdaptiveLimits(maxRate: 25, maxConcurrency: 3)
+        _ = limits.throttled(now: start)
+        #expect(limits.rate == 12.5 && limits.concurrency == 1)
+        var seen: [String] = []
+        for second in 1...6 {
+            _ = limits.recover(now: start.advanced(by: .seconds(second)))
+            seen.append("\(limits.rate)/\(limits.concurrency)")
+        }
+        #expect(seen == ["15.0/2", "17.5/3", "20.0/3", "22.5/3", "25.0/3", "25.0/3"])
+        #expect(!limits.isReduced)
+        let nothingToRecover = limits.recover(now: start.advanced(by: .seconds(60)))
+        #expect(!nothingToRecover)
+        // A 429 while recovering halves again, and the calm seconds count from it.
+        _ = limits.throttled(now: start.advanced(by: .seconds(70)))
+        _ = limits.recover(now: start.advanced(by: .seconds(71)))
+        #expect(limits.rate == 15 && limits.concurrency == 2)
+        let halved = limits.throttled(now: start.advanced(by: .milliseconds(71_500)))
+        #expect(halved)
+        #expect(limits.rate == 7.5 && limits.concurrency == 1)
+        let tooSoon = limits.recover(now: start.advanced(by: .milliseconds(72_400)))
+        #expect(!tooSoon)
+        let calm = limits.recover(now: start.advanced(by: .milliseconds(72_500)))
+        #expect(calm)
+        #expect(limits.rate == 10 && limits.concurrency == 2)
+    }
+
     @Test("the credential circuit: one request until verified, pauses doubling to 15 minutes, one probe")
     func credentialCircuit() {
         var circuit = CredentialCircuit()
