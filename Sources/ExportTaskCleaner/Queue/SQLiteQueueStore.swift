@@ -70,10 +70,10 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     /// A connection that changes nothing: read-write without create when this user may write
     /// (so that, as the last one out, it tidies away `-wal` and `-shm` as SQLite does), else
     /// read only (an auditor with read access alone). No statement it runs writes.
-    private static func openForReading(_ path: String) throws -> SQLiteConnection {
+    private static func openForReading(_ path: String) throws(SQLiteError) -> SQLiteConnection {
         do {
             return try SQLiteConnection(path: path, mode: .readWrite)
-        } catch let error as SQLiteError where [SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM].contains(error.primaryCode) {
+        } catch where [SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM].contains(error.primaryCode) {
             return try SQLiteConnection(path: path, mode: .readOnly)
         }
     }
