@@ -8,7 +8,7 @@ extension SQLiteQueueStore {
 
     /// Claims of at most this many tasks read first and then lease row by row; larger ones run
     /// as one statement.
-    static let smallClaim = 8
+    static let smallClaim = Tuning.smallClaim
 
     public func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
         guard limit > 0 else { return [] }

@@ -9,9 +9,9 @@ public struct AdaptiveLimits: Sendable {
     private var lastThrottle: ContinuousClock.Instant?
 
     /// 429s within this long of the last halving count as the same congestion.
-    static let throttleWindow: Duration = .seconds(1)
+    static let throttleWindow: Duration = Tuning.throttleWindow
     /// One recovery step per calm second.
-    static let recoveryPeriod: Duration = .seconds(1)
+    static let recoveryPeriod: Duration = Tuning.recoveryPeriod
 
     public init(maxRate: Double, maxConcurrency: Int) {
         self.maxRate = maxRate
@@ -23,7 +23,7 @@ public struct AdaptiveLimits: Sendable {
     public var isReduced: Bool { rate < maxRate || concurrency < maxConcurrency }
 
     private var minimumRate: Double { min(maxRate, 1) }
-    private var rateStep: Double { max(1, maxRate / 10) }
+    private var rateStep: Double { max(1, maxRate / Tuning.rateRecoverySteps) }
 
     /// The server asked us to slow down. Returns whether the limits went down.
     public mutating func throttled(now: ContinuousClock.Instant) -> Bool {

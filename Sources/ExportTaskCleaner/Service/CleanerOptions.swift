@@ -13,9 +13,9 @@ public struct CleanerOptions: Sendable {
     /// says credentials were refused. Never the credentials themselves.
     public var credentialsDescription: String
     /// How often `STATUS=` and the heartbeat are refreshed.
-    public var statusInterval: Duration = .seconds(5)
+    public var statusInterval: Duration = Tuning.statusInterval
     /// How often a progress line is logged at info while there is work.
-    public var progressInterval: Duration = .seconds(30)
+    public var progressInterval: Duration = Tuning.progressInterval
 
     public init(projectID: String, instanceID: String? = nil, concurrency: Int = 8, maxRequestsPerSecond: Double = 20,
                 leaseDuration: Duration = .seconds(300), shutdownGrace: Duration = .seconds(10),
@@ -39,9 +39,9 @@ public struct CleanerOptions: Sendable {
     }
 
     /// Leases are renewed this often while their requests are in flight.
-    var leaseRenewalInterval: Duration { leaseDuration / 3 }
+    var leaseRenewalInterval: Duration { Tuning.leaseRenewalInterval(lease: leaseDuration) }
     /// Dead leases (of a process that died) are looked for this often.
-    var leaseSweepInterval: Duration { min(leaseDuration / 2, .seconds(60)) }
+    var leaseSweepInterval: Duration { Tuning.leaseSweepInterval(lease: leaseDuration) }
     /// The work loop wakes at least this often, even when idle, so the watchdog sees it alive.
-    var idleTick: Duration { min(pollInterval, .seconds(1)) }
+    var idleTick: Duration { Tuning.idleTick(pollInterval: pollInterval) }
 }

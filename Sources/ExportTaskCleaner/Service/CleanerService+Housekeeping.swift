@@ -49,7 +49,7 @@ extension CleanerService {
             // should cost nothing.
             var wait = min(options.leaseRenewalInterval - (now - lastRenewal), options.leaseSweepInterval - (now - lastSweep))
             wait = min(wait, options.statusInterval, options.progressInterval - (now - lastProgress))
-            do { try await clock.sleep(for: max(.milliseconds(10), wait)) } catch { return }
+            do { try await clock.sleep(for: max(Tuning.shortestHousekeepingSleep, wait)) } catch { return }
         }
     }
 

@@ -6,7 +6,7 @@ extension CleanerService {
     /// this runner keep its slot (a 429 may have lowered the concurrency), then gives the slot
     /// back. Tells the work loop when few ready tasks are left, so it claims more in time.
     func runner(_ first: ClaimedTask, ready: ReadyTasks, prefetch: Int, events: AsyncStream<LoopEvent>.Continuation) async {
-        let lowWater = max(0, prefetch / 2 - 1)
+        let lowWater = Tuning.lowWater(prefetch: prefetch)
         var task = first
         while true {
             await process(task)
@@ -43,7 +43,7 @@ extension CleanerService {
         while true {
             // Sleep in short steps so a shutdown does not wait for a far-off slot.
             while clock.instant() < wakeAt {
-                let step = min(wakeAt - clock.instant(), .milliseconds(250))
+                let step = min(wakeAt - clock.instant(), Tuning.runnerWakeStep)
                 do { try await clock.sleep(for: step) } catch { return "cancelled" }
                 if isStopping { return "shutting down" }
             }

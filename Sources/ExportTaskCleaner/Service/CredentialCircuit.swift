@@ -16,8 +16,8 @@ public struct CredentialCircuit: Sendable {
         case probing
     }
 
-    public static let initialPause: Duration = .seconds(60)
-    public static let maximumPause: Duration = .seconds(15 * 60)
+    public static let initialPause: Duration = Tuning.credentialPause
+    public static let maximumPause: Duration = Tuning.longestCredentialPause
 
     public private(set) var state: State = .unverified
     public private(set) var nextPause: Duration = initialPause

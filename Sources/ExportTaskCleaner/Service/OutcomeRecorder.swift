@@ -22,7 +22,7 @@ final class OutcomeRecorder: Sendable {
     private let wake: AsyncStream<Void>.Continuation
 
     /// Transitions per transaction at most.
-    static let maximumBatch = 512
+    static let maximumBatch = Tuning.recorderBatch
 
     init(store: BlockingStore, clock: any ServiceClock, logger: Logger) {
         self.store = store
@@ -94,7 +94,7 @@ final class OutcomeRecorder: Sendable {
                 return Array(repeating: false, count: transitions.count)
             } catch {
                 failures += 1
-                let delay = Duration.milliseconds(min(5_000, 50 << min(failures, 7)))
+                let delay = Tuning.recorderRetryDelay(failures: failures)
                 logger.error("cannot write outcomes; retrying", metadata: [
                     "outcomes": "\(transitions.count)", "failures": "\(failures)",
                     "retry_in_ms": "\(delay.milliseconds)", "error": "\(error)",

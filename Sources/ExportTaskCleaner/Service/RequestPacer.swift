@@ -28,7 +28,8 @@ public struct RequestPacer: Sendable {
     private static func interval(for rate: Double) -> Duration {
         // Rounded up to the nanosecond, so rounding never lets one start too many through.
         let nanoseconds = (StartWindow.window.timeInterval * 1e9 / rate).rounded(.up)
-        guard nanoseconds.isFinite, nanoseconds < 86_400e9 else { return .seconds(86_400) }
+        let longest = Tuning.longestStartSpacing
+        guard nanoseconds.isFinite, nanoseconds < longest.timeInterval * 1e9 else { return longest }
         return .nanoseconds(Int64(max(1, nanoseconds)))
     }
 }

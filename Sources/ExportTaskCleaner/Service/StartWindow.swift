@@ -10,7 +10,7 @@ struct StartWindow: Sendable {
 
     /// A second, and 1% more: a request reaches the server a little after it starts, and
     /// that delay varies, so the server's view of a second must not fill up either.
-    static let window: Duration = .milliseconds(1_010)
+    static let window: Duration = Tuning.startWindow
 
     /// Admits (and records) a start at `now`, or returns when one may start.
     mutating func admit(now: ContinuousClock.Instant, limit: Int) -> ContinuousClock.Instant? {
@@ -20,7 +20,7 @@ struct StartWindow: Sendable {
             // The limit-th latest start is inside the window: wait until it leaves.
             return starts[starts.count - limit].advanced(by: Self.window)
         }
-        if head >= 1_024, head * 2 >= starts.count {
+        if head >= Tuning.startWindowCompaction, head * 2 >= starts.count {
             starts.removeFirst(head)
             head = 0
         }

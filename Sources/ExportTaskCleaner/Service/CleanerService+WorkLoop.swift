@@ -1,0 +1,167 @@
+import FoundationEssentials
+import Logging
+import ServiceLifecycle
+
+extension CleanerService {
+    /// The one place tasks are claimed and runners started. Claimed tasks wait in `ready` until
+    /// a runner takes them; runners are children of one task group and hand each outcome to
+    /// the recorder.
+    ///
+    /// Every decision is `WorkLoopStateMachine`'s: this loop feeds it each event with the time,
+    /// performs the effects it returns, answers its requests (reading the store, the traffic
+    /// limits, the clock), and awaits the next event when it says so.
+    func workLoop(events: AsyncStream<LoopEvent>, sink: AsyncStream<LoopEvent>.Continuation) async -> RunOutcome {
+        await withDiscardingTaskGroup(returning: RunOutcome.self) { group in
+            group.addTask {
+                // Throws only when the loop is over (cancelled): nothing to report then.
+                guard (try? await gracefulShutdown()) != nil else { return }
+                sink.yield(.shutdownRequested)
+            }
+            var iterator = events.makeAsyncIterator()
+            let ready = ReadyTasks()
+            let dataVersion = (try? await database.run { try $0.dataVersion() }) ?? 0
+            var machine = WorkLoopStateMachine(options: options, dataVersion: dataVersion)
+            var event = WorkLoopStateMachine.Event.started
+            passes: while true {
+                liveness?.beat()
+                var actions = machine.on(event, now: clock.now(), credentialsPaused: traffic.snapshot.circuit.isOpenState)
+                pass: while true {
+                    for effect in actions.effects {
+                        perform(effect, ready: ready, prefetch: machine.configuration.prefetch, group: &group, sink: sink)
+                    }
+                    switch actions.then {
+                    case .awaitEvent:
+                        break pass
+                    case .finish:
+                        break passes
+                    case .pollDataVersion:
+                        let version = try? await database.run { try $0.dataVersion() }
+                        actions = machine.on(.dataVersion(version))
+                    case .measureSlots:
+                        let slots = traffic.freeSlots(inFlight: ready.inFlight, now: clock.instant())
+                        actions = machine.on(.slotsFree(free: slots.free, verified: slots.verified, waiting: ready.count))
+                    case .claim(let limit, let now):
+                        actions = await claim(limit: limit, now: now, into: ready, machine: &machine)
+                    case .checkDrained:
+                        let unfinished = try? await database.run { try $0.hasUnfinishedTasks() }
+                        actions = machine.on(.drainChecked(unfinished: unfinished))
+                    case .settle:
+                        actions = machine.on(.settled(inFlight: ready.inFlight, now: clock.now()))
+                    }
+                }
+                // nil only when the service is cancelled outright.
+                guard let next = await iterator.next() else { break }
+                event = switch next {
+                case .slotFreed: .slotFreed
+                case .runningLow: .runningLow
+                case .committed(let count, let dueAgain): .committed(count: count, dueAgain: dueAgain)
+                case .tasksReturned: .tasksReturned
+                case .tick: .tick
+                case .shutdownRequested: .shutdownRequested
+                case .graceExpired: .graceExpired(inFlight: ready.inFlight)
+                }
+            }
+            shared.withLock { $0.statistics.inFlight = 0 }
+            group.cancelAll()
+            return machine.outcome
+        }
+    }
+
+    private func perform(_ effect: WorkLoopStateMachine.Effect, ready: ReadyTasks, prefetch: Int,
+                         group: inout DiscardingTaskGroup, sink: AsyncStream<LoopEvent>.Continuation) {
+        switch effect {
+        case .markCountsDirty:
+            markCountsDirty()
+        case .stop(let reason):
+            beginStopping(reason: reason.rawValue)
+            // Claimed but never started: back to pending.
+            recorder.submit(contentsOf: ready.close().map { releasing($0, reason: "shutting down") })
+        case .startRunners(let slots):
+            for _ in 0..<slots {
+                guard let first = ready.startRunner() else { break }
+                group.addTask { await self.runner(first, ready: ready, prefetch: prefetch, events: sink) }
+            }
+        case .reportInFlight(let inFlight):
+            shared.withLock { $0.statistics.inFlight = inFlight }
+        case .scheduleTick(let wait):
+            group.addTask { [clock] in
+                try? await clock.sleep(for: wait)
+                sink.yield(.tick)
+            }
+        case .scheduleGraceExpiry(let grace):
+            group.addTask { [clock] in
+                try? await clock.sleep(for: grace)
+                sink.yield(.graceExpired)
+            }
+        case .cancelRequestsInFlight(let inFlight):
+            logger.warning("shutdown grace expired; cancelling requests in flight", metadata: ["in_flight": "\(inFlight)"])
+            group.cancelAll()
+        }
+    }
+
+    /// Claims up to `limit` due tasks into `ready` (an invalid one goes straight to the recorder)
+    /// and tells the machine what came of it.
+    private func claim(limit: Int, now: Date, into ready: ReadyTasks,
+                       machine: inout WorkLoopStateMachine) async -> WorkLoopStateMachine.Actions {
+        do {
+            let token = Self.makeLeaseToken()
+            let claim = try await self.claim(limit: limit, leaseToken: token, now: now)
+            let tasks = claim.tasks
+            if !tasks.isEmpty {
+                registerLease(token, tasks: tasks.count)
+                var valid: [ClaimedTask] = []
+                valid.reserveCapacity(tasks.count)
+                for task in tasks {
+                    if let problem = task.problem {
+                        // Written by another tool without validation: never sent.
+                        recorder.submit(TaskTransition(
+                            task: task, change: .finish(.invalid),
+                            audit: AuditRecord(outcome: .invalid, at: now, errorMessage: problem)))
+                    } else {
+                        valid.append(task)
+                    }
+                }
+                ready.append(contentsOf: valid)
+            }
+            return machine.on(.claimed(tasks: tasks.count, shortfall: claim.shortfall))
+        } catch let error as SQLiteError where error.isCorruption {
+            logger.critical("the queue is corrupt; stopping", metadata: ["error": "\(error)"])
+            return machine.on(.claimFailed(corrupt: true))
+        } catch {
+            let actions = machine.on(.claimFailed(corrupt: false))
+            logger.error("cannot claim tasks; trying again", metadata: [
+                "error": "\(error)", "failures": "\(machine.state.storeFailures)",
+            ])
+            return actions
+        }
+    }
+
+    /// What a claim found: the tasks, and when fewer were due than asked for, what the loop
+    /// needs to wait well (read in the same trip to the database).
+    private struct Claim: Sendable {
+        var tasks: [ClaimedTask]
+        var shortfall: WorkLoopStateMachine.Shortfall?
+    }
+
+    private func claim(limit: Int, leaseToken: String, now: Date) async throws -> Claim {
+        let until = now.addingTimeInterval(options.leaseDuration.timeInterval)
+        return try await database.run { store in
+            let tasks = try store.claim(limit: limit, leaseToken: leaseToken, leaseUntil: until, now: now)
+            guard tasks.count < limit else { return Claim(tasks: tasks) }
+            return Claim(tasks: tasks, shortfall: .init(nextDue: try store.nextDue(), dataVersion: try store.dataVersion()))
+        }
+    }
+
+    private func beginStopping(reason: String) {
+        shared.withLock { $0.stopping = true }
+        _ = notifier?.stopping()
+        logger.info("cleaner stopping; no new requests", metadata: ["reason": "\(reason)"])
+    }
+
+    private func registerLease(_ token: String, tasks: Int) {
+        shared.withLock {
+            $0.leaseTokens[token, default: 0] += tasks
+            $0.countsDirty = true
+        }
+    }
+}
