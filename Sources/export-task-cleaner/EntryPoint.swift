@@ -60,7 +60,6 @@ struct ExportTaskCleanerCommand: AsyncParsableCommand {
             RunCommand.self, EnqueueCommand.self, StatusCommand.self, AuditCommand.self, RequeueCommand.self,
             DemoCommand.self,
             SimulateCommand.self,
-            BenchStoreCommand.self,
         ]
     )
 }

@@ -9,12 +9,13 @@ import Musl
 
 /// Measures the queue store alone, for `scripts/bench`: a fresh database with `--tasks` pending
 /// tasks, then `claim(limit: batch)` and one `apply` of `batch` finish transitions (deleted,
-/// each with its audit row, as after a 204) until nothing is left. Hidden from help.
+/// each with its audit row, as after a 204) until nothing is left. A binary of its own, built
+/// beside the product but not shipped (`scripts/package` packages `export-task-cleaner` only).
+@main
 struct BenchStoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-store",
-        abstract: "Measures the queue store's claim and finish throughput on a fresh database.",
-        shouldDisplay: false)
+        commandName: "export-task-cleaner-bench-store",
+        abstract: "Measures the queue store's claim and finish throughput on a fresh database.")
 
     @Option(name: .long, help: ArgumentHelp("The database to create (must not exist).", valueName: "path"))
     var database: String
