@@ -28,6 +28,9 @@ struct RequeueCommand: ParsableCommand {
             guard let parsed = TaskState(rawValue: state) else {
                 throw CleanerError.configuration("--state: unknown state \"\(state)\"; expected one of \(TaskState.finished.map(\.rawValue).joined(separator: ", "))")
             }
+            guard parsed.isFinished else {
+                throw CleanerError.configuration("--state: only finished tasks can be requeued (\(TaskState.finished.map(\.rawValue).joined(separator: ", "))), not \(parsed.rawValue)")
+            }
             selection = .state(parsed)
         } else {
             selection = .exportTaskIDs(ids)

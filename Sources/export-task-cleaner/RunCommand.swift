@@ -56,7 +56,7 @@ struct RunCommand: AsyncParsableCommand {
 
     /// Runs the cleaner (and the systemd watchdog) in a service group that turns SIGTERM and
     /// SIGINT into a graceful shutdown.
-    static func serve(options: CleanerOptions, retry: some RetryStrategy, store: any QueueStore,
+    static func serve(options: CleanerOptions, retry: some RetryStrategy, store: any WorkQueue,
                       transport: any IoTDATransport, logger: Logger) async throws -> CleanerService.RunOutcome? {
         let notifier = SystemdNotifier()
         let liveness = LivenessMonitor()

@@ -186,7 +186,9 @@ final class EventLog<Event: Sendable>: Sendable {
 }
 
 /// The real store, reporting every transition it commits.
-final class ObservedStore: QueueStore {
+/// The service's half of the store (``WorkQueue``) over a real SQLite store, recording each
+/// `apply` batch and able to fail writes on demand.
+final class ObservedStore: WorkQueue {
     let inner: SQLiteQueueStore
     /// One entry per `apply` call: the outcomes of its batch, and whether each lease held.
     let applied = EventLog<[(outcome: AuditOutcome, id: String, held: Bool)]>()
@@ -197,7 +199,6 @@ final class ObservedStore: QueueStore {
 
     var committed: [(outcome: AuditOutcome, id: String, held: Bool)] { applied.events.flatMap { $0 } }
 
-    func enqueue(_ items: [EnqueueItem], now: Date) throws -> EnqueueSummary { try inner.enqueue(items, now: now) }
     func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
         try inner.claim(limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
     }
@@ -213,15 +214,12 @@ final class ObservedStore: QueueStore {
     }
     func renewLeases(tokens: [String], until: Date) throws { try inner.renewLeases(tokens: tokens, until: until) }
     func expireLeases(now: Date) throws -> [ExpiredLease] { try inner.expireLeases(now: now) }
-    func requeue(_ selection: RequeueSelection, now: Date) throws -> RequeueSummary { try inner.requeue(selection, now: now) }
     func counts() throws -> [TaskState: Int] { try inner.counts() }
     func nextDue() throws -> Date? { try inner.nextDue() }
     func hasUnfinishedTasks() throws -> Bool { try inner.hasUnfinishedTasks() }
     func dataVersion() throws -> Int { try inner.dataVersion() }
     func heartbeat(startedAt: Date, status: String, now: Date) throws { try inner.heartbeat(startedAt: startedAt, status: status, now: now) }
     func removeHeartbeat() throws { try inner.removeHeartbeat() }
-    func status(now: Date) throws -> QueueStatus { try inner.status(now: now) }
-    func auditEntries(_ filter: AuditFilter, _ body: (AuditEntry) throws -> Void) throws { try inner.auditEntries(filter, body) }
 }
 
 /// The real client, reporting each request as it starts; the gate can hold requests in flight.
@@ -326,7 +324,7 @@ struct ServiceHarness {
     }
 
     func enqueue(_ ids: [String]) throws {
-        _ = try store.enqueue(TestSupport.items(ids), now: Date())
+        _ = try store.inner.enqueue(TestSupport.items(ids), now: Date())
     }
 
     func rows() throws -> [String: (state: String, attempts: Int, status: Int?, code: String?, requestID: String?)] {
@@ -343,7 +341,7 @@ struct ServiceHarness {
 
     func audit(_ id: String) throws -> [AuditEntry] {
         var entries: [AuditEntry] = []
-        try store.auditEntries(AuditFilter(exportTaskID: id)) { entries.append($0) }
+        try store.inner.auditEntries(AuditFilter(exportTaskID: id)) { entries.append($0) }
         return entries
     }
 

@@ -14,16 +14,6 @@ public struct DeleteRequest: Sendable, Hashable {
     }
 }
 
-/// Whether the request reached the server, as far as the client can tell.
-public enum Delivery: String, Sendable, Hashable, CaseIterable {
-    /// A response came.
-    case answered
-    /// The request was (at least partly) written, but no response came: the server may have acted on it.
-    case unknown
-    /// No connection was made or nothing was written: the server cannot have acted on it.
-    case notSent = "not_sent"
-}
-
 /// What one delete attempt means for the task.
 public enum DeleteClassification: String, Sendable, Hashable, CaseIterable {
     /// 2xx.

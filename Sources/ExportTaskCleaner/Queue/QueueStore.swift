@@ -1,14 +1,12 @@
 import FoundationEssentials
 
-/// The storage seam between the cleaner and its queue, as swift-jobs' `JobQueueDriver` is.
+/// The service's half of the storage seam, as swift-jobs' `JobQueueDriver` is: what the work
+/// loop and its housekeeping need, and nothing an operator asks. A second store (PostgreSQL,
+/// say) implements this alone to run the service.
 ///
-/// `SQLiteQueueStore` is the implementation the product ships. Every write that ends or gives
-/// back a task is guarded by the lease token handed out by `claim`, so a late or duplicate
-/// writer changes nothing.
-public protocol QueueStore: Sendable {
-    /// Queues IDs in one transaction; duplicates are counted, invalid IDs stored as `invalid`.
-    func enqueue(_ items: [EnqueueItem], now: Date) throws -> EnqueueSummary
-
+/// Every write that ends or gives back a task is guarded by the lease token handed out by
+/// `claim`, so a late or duplicate writer changes nothing.
+public protocol WorkQueue: Sendable {
     /// Atomically leases up to `limit` pending tasks that are due at `now`.
     func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask]
 
@@ -22,10 +20,7 @@ public protocol QueueStore: Sendable {
     /// Returns tasks whose lease ran out to `pending`, with a `lease_expired` audit row each.
     func expireLeases(now: Date) throws -> [ExpiredLease]
 
-    /// Puts finished tasks back to `pending` with no attempts, with a `requeued` audit row each.
-    func requeue(_ selection: RequeueSelection, now: Date) throws -> RequeueSummary
-
-    /// Number of tasks in each state (every state present, zero when none).
+    /// Number of tasks in each state (every state present, zero when none): the status line.
     func counts() throws -> [TaskState: Int]
 
     /// The earliest `next_attempt_at` of a pending task.
@@ -42,12 +37,24 @@ public protocol QueueStore: Sendable {
 
     /// Removes this runner's heartbeat when the service stops.
     func removeHeartbeat() throws
+}
+
+/// The operators' and feeding tools' half: `enqueue`, `requeue`, `status`, `audit`.
+public protocol QueueOperations: Sendable {
+    /// Queues IDs in one transaction; duplicates are counted, invalid IDs stored as `invalid`.
+    func enqueue(_ items: [EnqueueItem], now: Date) throws -> EnqueueSummary
+
+    /// Puts finished tasks back to `pending` with no attempts, with a `requeued` audit row each.
+    func requeue(_ selection: RequeueSelection, now: Date) throws -> RequeueSummary
 
     func status(now: Date) throws -> QueueStatus
 
     /// Streams audit rows matching `filter`, oldest first.
     func auditEntries(_ filter: AuditFilter, _ body: (AuditEntry) throws -> Void) throws
 }
+
+/// Both halves: what `SQLiteQueueStore`, the store the product ships, implements.
+public typealias QueueStore = WorkQueue & QueueOperations
 
 /// One ID to queue, with the input line it came from (for error messages).
 public struct EnqueueItem: Sendable, Equatable {

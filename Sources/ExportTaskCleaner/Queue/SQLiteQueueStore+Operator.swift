@@ -9,7 +9,7 @@ extension SQLiteQueueStore {
     public func requeue(_ selection: RequeueSelection, now: Date) throws -> RequeueSummary {
         if case .state(let state) = selection, !state.isFinished {
             throw CleanerError.configuration(
-                "--state: only finished tasks can be requeued (\(TaskState.finished.map(\.rawValue).joined(separator: ", "))), not \(state.rawValue)")
+                "only finished tasks can be requeued (\(TaskState.finished.map(\.rawValue).joined(separator: ", "))), not \(state.rawValue)")
         }
         return try withConnection { db in
             try db.writeTransaction {

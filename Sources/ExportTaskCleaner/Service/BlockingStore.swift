@@ -7,9 +7,9 @@ import NIOPosix
 /// wait would hold up the requests too; on the blocking pool it holds up only the task that
 /// needs the answer.
 struct BlockingStore: Sendable {
-    let store: any QueueStore
+    let store: any WorkQueue
 
-    func run<T: Sendable>(_ body: @escaping @Sendable (any QueueStore) throws -> T) async throws -> T {
+    func run<T: Sendable>(_ body: @escaping @Sendable (any WorkQueue) throws -> T) async throws -> T {
         try await NIOThreadPool.singleton.runIfActive { [store] in try body(store) }
     }
 }

@@ -49,7 +49,7 @@ public final class CleanerService: Service, Sendable {
     let shared = Mutex(Shared())
     private let finalOutcome = Mutex<RunOutcome?>(nil)
 
-    public init(options: CleanerOptions, store: any QueueStore, transport: any IoTDATransport,
+    public init(options: CleanerOptions, store: any WorkQueue, transport: any IoTDATransport,
                 retry: any RetryStrategy, clock: any ServiceClock = SystemClock(),
                 random: any RandomSource = SystemRandomSource(), notifier: SystemdNotifier? = nil,
                 liveness: LivenessMonitor? = nil, logger: Logger) {
