@@ -333,4 +333,16 @@ struct CleanerServiceTests {
         #expect(harness.logs.lines.contains { $0.message == "outcomes written after retrying" })
         try await harness.shutdown()
     }
+
+    @Test("run() a second time fails at once with a clear error")
+    func runTwice() async throws {
+        let harness = try await ServiceHarness.start()
+        try harness.enqueue(["once"])
+        let service = harness.service(ServiceHarness.options())
+        try await service.run()
+        let error = await #expect(throws: CleanerError.self) { try await service.run() }
+        #expect(error?.message.contains("already run") == true)
+        #expect(harness.simulator.counters.requests == 1)
+        try await harness.shutdown()
+    }
 }

@@ -48,6 +48,8 @@ public final class CleanerService: Service, Sendable {
     let recorder: OutcomeRecorder
     let shared = Mutex(Shared())
     private let finalOutcome = Mutex<RunOutcome?>(nil)
+    /// A service runs once: its recorder and event stream are finished when it ends.
+    private let hasRun = Atomic<Bool>(false)
 
     public init(options: CleanerOptions, store: any WorkQueue, transport: any IoTDATransport,
                 retry: any RetryStrategy, clock: any ServiceClock = SystemClock(),
@@ -78,7 +80,11 @@ public final class CleanerService: Service, Sendable {
 
     /// Runs until graceful shutdown, or with `drain` until the queue is empty.
     /// Throws `CleanerError` with code `.credentialsRefused` when draining stopped on a 401.
+    /// A service runs once: a second call throws at once rather than wait on a finished stream.
     public func run() async throws {
+        guard !hasRun.exchange(true, ordering: .acquiringAndReleasing) else {
+            throw CleanerError.runtime("this CleanerService has already run; make a new one to run again")
+        }
         let startedAt = clock.now()
         let (events, sink) = AsyncStream.makeStream(of: LoopEvent.self)
         shared.withLock { $0.events = sink }
