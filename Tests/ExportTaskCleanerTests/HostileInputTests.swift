@@ -45,6 +45,25 @@ struct HostileInputTests {
         try await harness.shutdown()
     }
 
+    @Test("outcomes that cannot be written because the file is corrupt stop the service (exit 1), logged one by one")
+    func corruptWritesStop() async throws {
+        let harness = try await ServiceHarness.start()
+        try harness.enqueue((1...20).map { "c-\($0)" })
+        harness.store.failingWriteCode.withLock { $0 = 11 }
+        harness.store.failingWrites.withLock { $0 = 1_000 }
+        let service = harness.service(ServiceHarness.options())
+        let error = await #expect(throws: CleanerError.self) { try await service.run() }
+        #expect(error?.code == .runtime)
+        #expect(error?.message.contains("the queue is corrupt") == true)
+        #expect(service.outcome == .databaseCorrupt)
+        // Unverified credentials: one request, whose outcome could not be written, then the stop.
+        #expect(harness.simulator.counters.requests < 20)
+        let unwritten = harness.logs.lines.filter { $0.message == "outcome not written: the queue is corrupt" }
+        #expect(unwritten.count == harness.simulator.counters.requests)
+        #expect(!harness.logs.lines.contains { $0.message == "lease no longer held; outcome discarded" })
+        try await harness.shutdown()
+    }
+
     @Test("an attempts count another tool set to the largest integer does not overflow")
     func hugeAttempts() async throws {
         let harness = try await ServiceHarness.start()

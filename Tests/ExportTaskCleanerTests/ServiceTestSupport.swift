@@ -194,6 +194,8 @@ final class ObservedStore: WorkQueue {
     let applied = EventLog<[(outcome: AuditOutcome, id: String, held: Bool)]>()
     /// How many of the next `apply` calls fail as if the database stayed busy.
     let failingWrites = Mutex(0)
+    /// The SQLite result code those failures carry (5: busy; 11: corrupt).
+    let failingWriteCode = Mutex<Int32>(5)
 
     init(_ inner: SQLiteQueueStore) { self.inner = inner }
 
@@ -207,7 +209,10 @@ final class ObservedStore: WorkQueue {
             defer { remaining = max(0, remaining - 1) }
             return remaining > 0
         }
-        if fail { throw SQLiteError(code: 5, message: "database is locked", context: "a test") }
+        if fail {
+            let code = failingWriteCode.withLock { $0 }
+            throw SQLiteError(code: code, message: code == 5 ? "database is locked" : "database disk image is malformed", context: "a test")
+        }
         let held = try inner.apply(transitions)
         applied.append(zip(transitions, held).map { ($0.audit.outcome, $0.task.exportTaskID, $1) })
         return held

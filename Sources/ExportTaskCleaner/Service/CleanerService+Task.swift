@@ -100,7 +100,8 @@ extension CleanerService {
 
     /// After a batch is written: counts the outcomes, lets go of the leases, logs, and tells the
     /// work loop how many tasks are done and when any of them is due again.
-    func committed(_ batch: [(transition: TaskTransition, held: Bool)], events: AsyncStream<LoopEvent>.Continuation) {
+    func committed(_ batch: [(transition: TaskTransition, held: Bool)], corrupt: Bool,
+                   events: AsyncStream<LoopEvent>.Continuation) {
         var dueAgain: Date?
         shared.withLock { shared in
             shared.countsDirty = true
@@ -118,7 +119,9 @@ extension CleanerService {
                 }
             }
         }
-        for (transition, held) in batch {
+        // A corrupt file wrote nothing: the recorder logged each outcome, and the loop stops.
+        if corrupt { events.yield(.storeCorrupt) }
+        for (transition, held) in batch where !corrupt {
             guard held else {
                 logger.warning("lease no longer held; outcome discarded", metadata: Self.metadata(transition))
                 continue

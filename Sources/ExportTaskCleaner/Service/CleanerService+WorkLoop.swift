@@ -56,6 +56,7 @@ extension CleanerService {
                 case .runningLow: .runningLow
                 case .committed(let count, let dueAgain): .committed(count: count, dueAgain: dueAgain)
                 case .tasksReturned: .tasksReturned
+                case .storeCorrupt: .storeCorrupt
                 case .tick: .tick
                 case .shutdownRequested: .shutdownRequested
                 case .graceExpired: .graceExpired(inFlight: ready.inFlight)

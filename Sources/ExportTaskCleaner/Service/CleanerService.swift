@@ -97,7 +97,7 @@ public final class CleanerService: Service, Sendable {
         ])
 
         let outcome = await withTaskGroup(of: Void.self, returning: RunOutcome.self) { background in
-            background.addTask { await self.recorder.run { batch in self.committed(batch, events: sink) } }
+            background.addTask { await self.recorder.run { batch, corrupt in self.committed(batch, corrupt: corrupt, events: sink) } }
             background.addTask { await self.housekeeping(startedAt: startedAt) }
             let outcome = await self.workLoop(events: events, sink: sink)
             self.recorder.finish()
@@ -136,6 +136,8 @@ public final class CleanerService: Service, Sendable {
         case committed(count: Int, dueAgain: Date?)
         /// Tasks may be claimable that were not (dead leases were expired).
         case tasksReturned
+        /// Outcomes could not be written: the file is corrupt.
+        case storeCorrupt
         case tick
         case shutdownRequested
         case graceExpired

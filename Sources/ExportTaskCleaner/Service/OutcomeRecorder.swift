@@ -12,7 +12,9 @@ import Synchronization
 /// corrupt file is not written again: each outcome goes to the log instead.
 final class OutcomeRecorder: Sendable {
     /// One written batch: each transition with whether its lease still held.
-    typealias Committed = @Sendable (_ batch: [(transition: TaskTransition, held: Bool)]) -> Void
+    /// `corrupt`: the file is corrupt, so nothing of the batch was written (each outcome is
+    /// in the log) and the service must stop.
+    typealias Committed = @Sendable (_ batch: [(transition: TaskTransition, held: Bool)], _ corrupt: Bool) -> Void
 
     private let store: BlockingStore
     private let clock: any ServiceClock
@@ -68,11 +70,13 @@ final class OutcomeRecorder: Sendable {
             }
             guard !batch.isEmpty else { return }
             let applied = await write(batch)
-            committed(Array(zip(batch, applied)))
+            committed(Array(zip(batch, applied.held)), applied.corrupt)
         }
     }
 
-    private func write(_ transitions: [TaskTransition]) async -> [Bool] {
+    /// Writes a batch; for each transition whether its lease held, and whether the file is
+    /// corrupt (then nothing was written).
+    private func write(_ transitions: [TaskTransition]) async -> (held: [Bool], corrupt: Bool) {
         var failures = 0
         while true {
             do {
@@ -80,18 +84,25 @@ final class OutcomeRecorder: Sendable {
                 if failures > 0 {
                     logger.notice("outcomes written after retrying", metadata: ["outcomes": "\(transitions.count)", "failures": "\(failures)"])
                 }
-                return applied
+                return (applied, false)
             } catch let error as SQLiteError where error.isCorruption {
                 // Writing again cannot help. Each outcome goes to the log, so that an operator
                 // can reconcile what the server did with what the queue says.
                 for transition in transitions {
+                    guard transition.audit.delivery != nil else {
+                        // Nothing was sent for it: nothing to reconcile; its lease lapses.
+                        logger.warning("task not given back: the queue is corrupt", metadata: [
+                            "task_id": "\(transition.task.id)", "export_task_id": "\(transition.task.exportTaskID)",
+                        ])
+                        continue
+                    }
                     logger.critical("outcome not written: the queue is corrupt", metadata: [
                         "task_id": "\(transition.task.id)", "export_task_id": "\(transition.task.exportTaskID)",
                         "outcome": "\(transition.audit.outcome.rawValue)", "http_status": "\(transition.audit.httpStatus.map(String.init) ?? "-")",
                         "request_id": "\(transition.audit.requestID ?? "-")", "error": "\(error)",
                     ])
                 }
-                return Array(repeating: false, count: transitions.count)
+                return (Array(repeating: false, count: transitions.count), true)
             } catch {
                 failures += 1
                 let delay = Tuning.recorderRetryDelay(failures: failures)
@@ -105,7 +116,7 @@ final class OutcomeRecorder: Sendable {
                     // Cancelled: the service is being torn down. The leases will expire and the
                     // tasks go back to pending; a repeated DELETE is safe.
                     logger.critical("outcomes not written: cancelled while retrying", metadata: ["outcomes": "\(transitions.count)"])
-                    return Array(repeating: false, count: transitions.count)
+                    return (Array(repeating: false, count: transitions.count), false)
                 }
             }
         }

@@ -45,6 +45,9 @@ struct WorkLoopStateMachine: Sendable {
         case committed(count: Int, dueAgain: Date?)
         /// Tasks may be claimable that were not (dead leases were expired).
         case tasksReturned
+        /// Outcomes could not be written because the file is corrupt: stop, and end with
+        /// `databaseCorrupt` (exit 1) even when already stopping for another reason.
+        case storeCorrupt
         /// The tick the machine scheduled.
         case tick
         case shutdownRequested
@@ -218,6 +221,12 @@ struct WorkLoopStateMachine: Sendable {
             }
         case .tasksReturned:
             state.work = .mayHaveWork
+        case .storeCorrupt:
+            if isRunning {
+                effects.append(stop(.databaseCorrupt, outcome: .databaseCorrupt))
+            } else if case .stopping = state.lifecycle {
+                state.lifecycle = .stopping(.databaseCorrupt)
+            }
         case .tick:
             state.ticking = false
             state.pollDue = true
