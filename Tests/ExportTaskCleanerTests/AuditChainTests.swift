@@ -25,7 +25,7 @@ struct AuditChainTests {
 
     private func tamper(_ path: String, _ sql: String) throws {
         let db = try SQLiteConnection(path: path)
-        try db.execute("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_log_no_replace")
+        try db.execute("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_log_no_replace; DROP TRIGGER audit_log_hash_required")
         try db.execute(sql)
     }
 
@@ -60,13 +60,25 @@ struct AuditChainTests {
         }
     }
 
-    @Test("with the triggers in place, a row cannot be replaced in place")
+    @Test("with the triggers in place, a row cannot be replaced in place, nor added without its hash")
     func replaceRefused() throws {
-        let (_, path) = try makeQueue()
+        let (store, path) = try makeQueue()
         let db = try SQLiteConnection(path: path)
         #expect(throws: SQLiteError.self) {
-            try db.execute("INSERT OR REPLACE INTO audit_log(id, task_id, export_task_id, outcome, runner) VALUES (2, 1, 'a1', 'deleted', 'me')")
+            try db.execute("INSERT OR REPLACE INTO audit_log(id, task_id, export_task_id, outcome, runner, hash) SELECT 2, 1, 'a1', 'deleted', 'me', hash FROM audit_log WHERE id = 2")
         }
+        #expect(throws: SQLiteError.self) {
+            try db.execute("INSERT INTO audit_log(task_id, export_task_id, outcome, runner) VALUES (1, 'a1', 'deleted', 'me')")
+        }
+        #expect(try store.verifyAuditChain().problem == nil)
+    }
+
+    @Test("an ID at the end of the range is refused with a message, not a crash")
+    func lastPossibleID() throws {
+        let (store, path) = try makeQueue()
+        try tamper(path, "INSERT INTO audit_log(id, task_id, export_task_id, outcome, runner) VALUES (9223372036854775807, 1, 'a1', 'deleted', 'me')")
+        let error = try #require(throws: CleanerError.self) { try store.enqueue(TestSupport.items(["late!"]), now: now) }
+        #expect(error.message.contains("leaves no room for more IDs"))
     }
 
     @Test("two writers on two connections interleave and the chain holds")

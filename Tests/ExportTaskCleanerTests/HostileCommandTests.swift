@@ -23,7 +23,9 @@ struct HostileCommandTests {
         try world.enqueue(["t1"])
         let db = try SQLiteConnection(path: world.database)
         let hostile = "IOTDA.\u{1B}[31m\r\nFAKE,\"row\"\u{1B}[2J"
+        // A row shaped by hand, outside the audit chain: its trigger steps aside.
         try db.execute("""
+            DROP TRIGGER audit_log_hash_required;
             INSERT INTO audit_log(task_id, export_task_id, attempt, at, http_status, error_code, error_message, outcome, delivery, runner)
             VALUES (1, 't1', 1, '2026-11-29T10:00:00.000Z', 400, 'IOTDA.' || char(27) || '[31m' || char(13, 10) || 'FAKE,"row"' || char(27) || '[2J',
                     'bad' || char(13, 10) || 'line', 'rejected', 'answered', 'h:1')

@@ -50,12 +50,17 @@ public enum QueueFiles {
         var repairs: [Repair] = []
         let folder = folderInfo(of: path)
         for (file, _) in files(path) {
+            // Through a descriptor opened without following a symlink: a group member who swaps
+            // the file for a link to another file between a check and a chmod gains nothing.
+            let fd = open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
             var info = stat()
-            guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else { continue }
-            if info.st_mode & sharedMode != sharedMode, chmod(file, (info.st_mode | sharedMode) & 0o7777) == 0 {
+            guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else { continue }
+            if info.st_mode & sharedMode != sharedMode, fchmod(fd, (info.st_mode | sharedMode) & 0o7777) == 0 {
                 repairs.append(.init(path: file, change: "mode \(octal(info.st_mode)) → \(octal(info.st_mode | sharedMode))"))
             }
-            if let folder, folder.setgid, info.st_gid != folder.gid, chown(file, uid_t.max, folder.gid) == 0 {
+            if let folder, folder.setgid, info.st_gid != folder.gid, fchown(fd, uid_t.max, folder.gid) == 0 {
                 repairs.append(.init(path: file, change: "group \(info.st_gid) → \(folder.gid), the folder's"))
             }
         }

@@ -50,6 +50,10 @@ extension SQLiteQueueStore {
             var (lastID, previous) = (0, AuditChain.genesis)
             if try head.step() { (lastID, previous) = (head.int(0), head.optionalString(1) ?? "") }
             head.reset()
+            // Another tool may have written any ID: room is checked, not assumed.
+            guard lastID < Int.max - rows.count else {
+                throw CleanerError.runtime("audit_log: row \(lastID) leaves no room for more IDs; it was not written by export-task-cleaner (see `audit --verify`)")
+            }
             var next = 0
             while next < rows.count {
                 let choice = Self.chunkSizes.firstIndex { $0 <= rows.count - next } ?? Self.chunkSizes.count - 1

@@ -94,6 +94,11 @@ extension SQLiteQueueStore {
                                instanceID: row.optionalString(3), attempts: min(max(0, row.int(4)), Self.maximumAttempts), leaseToken: leaseToken)
         task.problem = ClaimedTask.problem(exportTaskID: task.exportTaskID, projectID: task.projectID,
                                            instanceID: task.instanceID, nonText: nonText)
+        if task.problem != nil {
+            // Recorded and logged bounded and escaped, as `enqueue` records an invalid ID: the
+            // audit log is append-only, and a line break would fake a journal line.
+            task.exportTaskID = TextFormat.printable(ExportTaskID.recordable(task.exportTaskID))
+        }
         return task
     }
 }

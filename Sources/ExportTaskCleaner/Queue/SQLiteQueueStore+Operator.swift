@@ -236,7 +236,7 @@ extension SQLiteQueueStore {
                     let stored = statement.optionalString(hashColumn)
                     let expected = AuditChain.hash(previous: previous, values: AuditChain.values(of: statement))
                     guard let stored else {
-                        result.problem = "row \(id) has no hash: it was written outside export-task-cleaner (with the triggers dropped)"
+                        result.problem = "row \(id) has no hash: it was written outside export-task-cleaner"
                         return result
                     }
                     guard stored == expected else {

@@ -73,6 +73,9 @@ enum Schema {
         CREATE TRIGGER audit_log_no_replace BEFORE INSERT ON audit_log
             WHEN EXISTS (SELECT 1 FROM audit_log WHERE id = NEW.id)
             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: a row with this id exists'); END;
+        CREATE TRIGGER audit_log_hash_required BEFORE INSERT ON audit_log
+            WHEN NEW.hash IS NULL
+            BEGIN SELECT RAISE(ABORT, 'audit_log rows are chained: a row without its hash is refused'); END;
         """,
     ]
 
@@ -81,7 +84,7 @@ enum Schema {
     /// Hashes the rows that predate the chain, in ID order (inside the migration's
     /// transaction; the UPDATE trigger steps aside for it).
     private static func chainExistingRows(_ connection: SQLiteConnection) throws {
-        try connection.execute("DROP TRIGGER audit_log_no_update")
+        try connection.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
         let select = try connection.prepare(
             "SELECT " + AuditChain.columns.joined(separator: ", ") + " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT 4096")
         let update = try connection.prepare("UPDATE audit_log SET hash = ?1 WHERE id = ?2")

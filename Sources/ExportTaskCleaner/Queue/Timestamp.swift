@@ -67,7 +67,7 @@ public enum Timestamp {
             else { return nil }
             hour = h; minute = m; index = 16
             if index < digits.count, digits[index] == UInt8(ascii: ":") {
-                guard let s = number(17..<19), s < 61 else { return nil }
+                guard let s = number(17..<19), s < 60 else { return nil }
                 second = s; index = 19
                 if index < digits.count, digits[index] == UInt8(ascii: ".") {
                     var scale = 0.1
