@@ -34,6 +34,12 @@ struct AuditCommand: ParsableCommand {
         discussion: "Exits 0 with the number of rows checked and the head hash, or 1 naming the first row changed, deleted, replaced or inserted out of order."))
     var verify = false
 
+    func validate() throws {
+        if verify, task != nil || state != nil || outcome != nil || since != nil || format != .table {
+            throw ValidationError("--verify checks the whole log: give it without --task, --state, --outcome, --since or --format")
+        }
+    }
+
     func run() throws {
         if verify {
             let (_, store) = try config.openStore(for: .inspect)
