@@ -61,6 +61,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // scripts/bench's store benchmark: built, never shipped.
+        .executableTarget(
+            name: "export-task-cleaner-bench-store",
+            dependencies: [
+                "ExportTaskCleaner",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/export-task-cleaner-bench"
+        ),
         .testTarget(
             name: "ExportTaskCleanerTests",
             dependencies: [
