@@ -33,38 +33,55 @@ struct QueueFilesTests {
         #expect(store.repairs.map(\.change) == ["created with mode 0660"])
     }
 
-    @Test("a queue this user owns without the group's bits is repaired, -wal and -shm too")
-    func modesRepaired() throws {
-        let path = try TestSupport.makeFolder().appendingPathComponent("queue.sqlite3").path
-        do {
-            let store = try SQLiteQueueStore(path: path)
-            _ = try store.enqueue(TestSupport.items(["a1"]), now: Date())
-            // While it is open, -wal and -shm exist; take the group's bits away from all three.
-            for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
-            let again = try SQLiteQueueStore(path: path)
-            #expect(again.repairs.map(\.path) == [path, path + "-wal", path + "-shm"])
-            #expect(again.repairs.allSatisfy { $0.change == "mode 0600 → 0660" })
-        }
-        #expect(mode(path) == 0o660)
-        #expect(try SQLiteQueueStore(path: path).repairs.isEmpty)
+    /// Runs the built binary's `enqueue` as `nobody` (repairs are never made as root), with a
+    /// configuration naming `database`; returns its exit status.
+    private func enqueueAsNobody(_ database: String, _ id: String) throws -> Int32 {
+        let folder = (database as NSString).deletingLastPathComponent
+        let config = folder + "/config.json"
+        try Data(#"{"region": "cn-north-4", "project_id": "p1", "database": "\#(database)"}"#.utf8)
+            .write(to: URL(fileURLWithPath: config))
+        chmod(config, 0o644)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+        process.arguments = ["-u", "nobody", "--", ChildProcess.binary.path, "enqueue", "--config", config, id]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return process.terminationStatus
     }
 
-    @Test("in a setgid folder the queue takes the folder's group, and a stray group is repaired")
+    @Test("a queue its user owns without the group's bits is repaired, -wal and -shm too; root repairs nothing",
+          .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser"), "runs the binary as nobody"))
+    func modesRepaired() throws {
+        let folder = try TestSupport.makeFolder()
+        let nobody = getpwnam("nobody").pointee
+        try #require(chown(folder.path, nobody.pw_uid, nobody.pw_gid) == 0)
+        let path = folder.appendingPathComponent("queue.sqlite3").path
+        #expect(try enqueueAsNobody(path, "a1") == 0)
+        #expect(mode(path) == 0o660)
+        // Take the group's bits away; root opening it changes nothing, nobody repairs them.
+        chmod(path, 0o600)
+        #expect(try SQLiteQueueStore(path: path).repairs.isEmpty)
+        #expect(mode(path) == 0o600)
+        #expect(try enqueueAsNobody(path, "a2") == 0)
+        #expect(mode(path) == 0o660)
+    }
+
+    @Test("in a setgid folder the queue takes the folder's group, and a stray group is repaired",
+          .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser"), "runs the binary as nobody"))
     func setgidFolderGroup() throws {
         let folder = try TestSupport.makeFolder()
-        // A group this user may give files: as root any; otherwise one of its own.
-        let target: gid_t = getuid() == 0 ? 4242 : getgid()
-        try #require(chown(folder.path, .max, target) == 0)
+        let nobody = getpwnam("nobody").pointee
+        try #require(chown(folder.path, nobody.pw_uid, nobody.pw_gid) == 0)
         try #require(chmod(folder.path, 0o2770) == 0)
         let path = folder.appendingPathComponent("queue.sqlite3").path
-        _ = try SQLiteQueueStore(path: path)
-        #expect(group(path) == target)
-        if getuid() == 0 {
-            chown(path, .max, 0)
-            let again = try SQLiteQueueStore(path: path)
-            #expect(group(path) == target)
-            #expect(again.repairs.contains { $0.change == "group 0 → 4242, the folder's" })
-        }
+        #expect(try enqueueAsNobody(path, "a1") == 0)
+        #expect(group(path) == nobody.pw_gid)
+        // A stray group on a file nobody owns (set by root here) moves back to the folder's.
+        chown(path, .max, 0)
+        #expect(try enqueueAsNobody(path, "a2") == 0)
+        #expect(group(path) == nobody.pw_gid)
     }
 
     @Test("a missing folder is still named by the opening error")

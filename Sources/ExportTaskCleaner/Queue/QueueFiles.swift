@@ -46,21 +46,23 @@ public enum QueueFiles {
 
     /// Gives the group's read and write bits to each queue file this user owns without them,
     /// and moves such a file into a setgid folder's group. Returns what it changed.
+    ///
+    /// By path, not through a descriptor of its own: closing any descriptor of the database
+    /// would drop the POSIX locks SQLite holds on it in this process. And never as root: in the
+    /// group-writable folder a member could swap a file for a symlink between the check and
+    /// the change, and root's chmod would follow it anywhere (root needs no repair: SQLite
+    /// gives the files it makes as root to the database's owner).
     public static func repair(databasePath path: String) -> [Repair] {
+        guard geteuid() != 0 else { return [] }
         var repairs: [Repair] = []
         let folder = folderInfo(of: path)
         for (file, _) in files(path) {
-            // Through a descriptor opened without following a symlink: a group member who swaps
-            // the file for a link to another file between a check and a chmod gains nothing.
-            let fd = open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            guard fd >= 0 else { continue }
-            defer { close(fd) }
             var info = stat()
-            guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else { continue }
-            if info.st_mode & sharedMode != sharedMode, fchmod(fd, (info.st_mode | sharedMode) & 0o7777) == 0 {
+            guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid() else { continue }
+            if info.st_mode & sharedMode != sharedMode, chmod(file, (info.st_mode | sharedMode) & 0o7777) == 0 {
                 repairs.append(.init(path: file, change: "mode \(octal(info.st_mode)) → \(octal(info.st_mode | sharedMode))"))
             }
-            if let folder, folder.setgid, info.st_gid != folder.gid, fchown(fd, uid_t.max, folder.gid) == 0 {
+            if let folder, folder.setgid, info.st_gid != folder.gid, lchown(file, uid_t.max, folder.gid) == 0 {
                 repairs.append(.init(path: file, change: "group \(info.st_gid) → \(folder.gid), the folder's"))
             }
         }
