@@ -98,30 +98,17 @@ final class ManualClock: ServiceClock {
             defer { state.nextID += 1 }
             return state.nextID
         }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let now = self.state.withLock { state -> Bool in
-                        if state.sleepers.count >= count { return true }
-                        state.watchers.append(Watcher(id: id, atLeast: count, continuation: continuation))
-                        return false
-                    }
-                    if now { continuation.resume(returning: true) }
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                let watcher = self.state.withLock { state -> Watcher? in
-                    guard let index = state.watchers.firstIndex(where: { $0.id == id }) else { return nil }
-                    return state.watchers.remove(at: index)
-                }
-                watcher?.continuation.resume(returning: false)
+        return await boundedWait(timeout: timeout, register: { continuation in
+            self.state.withLock { state in
+                if state.sleepers.count >= count { return true }
+                state.watchers.append(Watcher(id: id, atLeast: count, continuation: continuation))
                 return false
             }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
+        }, withdraw: {
+            self.state.withLock { state in
+                state.watchers.firstIndex { $0.id == id }.map { state.watchers.remove(at: $0).continuation }
+            }
+        })
     }
 
     /// Moves time forward, then waits (bounded) until as many tasks sleep as before: each one
@@ -158,30 +145,41 @@ final class EventLog<Event: Sendable>: Sendable {
             defer { state.nextID += 1 }
             return state.nextID
         }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let now = self.state.withLock { state -> Bool in
-                        if predicate(state.events) { return true }
-                        state.waiters.append((id, predicate, continuation))
-                        return false
-                    }
-                    if now { continuation.resume(returning: true) }
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                let waiter = self.state.withLock { state -> CheckedContinuation<Bool, Never>? in
-                    guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                    return state.waiters.remove(at: index).continuation
-                }
-                waiter?.resume(returning: false)
+        return await boundedWait(timeout: timeout, register: { continuation in
+            self.state.withLock { state in
+                if predicate(state.events) { return true }
+                state.waiters.append((id, predicate, continuation))
                 return false
             }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+        }, withdraw: {
+            self.state.withLock { state in
+                state.waiters.firstIndex { $0.id == id }.map { state.waiters.remove(at: $0).continuation }
+            }
+        })
+    }
+}
+
+/// Waits until a condition holds, or `timeout` (wall time) passes: `register` either says the
+/// condition holds already (true) or keeps the continuation for whoever makes it hold to
+/// resume with true; on timeout `withdraw` takes it back, if still kept, and it resumes with
+/// false. The timeout is a safety net for a broken build, never a way of pacing a test.
+func boundedWait(timeout: Duration,
+                 register: @escaping @Sendable (CheckedContinuation<Bool, Never>) -> Bool,
+                 withdraw: @escaping @Sendable () -> CheckedContinuation<Bool, Never>?) async -> Bool {
+    await withTaskGroup(of: Bool.self) { group in
+        group.addTask {
+            await withCheckedContinuation { continuation in
+                if register(continuation) { continuation.resume(returning: true) }
+            }
         }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            withdraw()?.resume(returning: false)
+            return false
+        }
+        let first = await group.next() ?? false
+        group.cancelAll()
+        return first
     }
 }
 
