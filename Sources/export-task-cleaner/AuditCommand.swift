@@ -30,8 +30,8 @@ struct AuditCommand: ParsableCommand {
     var format: AuditFormat = .table
 
     @Flag(name: .long, help: ArgumentHelp(
-        "Check the audit log's hash chain instead of printing it.",
-        discussion: "Exits 0 with the number of rows checked and the head hash, or 1 naming the first row changed, deleted, replaced or inserted out of order."))
+        "Check the audit log's hash chain, and every task against its audit rows, instead of printing them.",
+        discussion: "Exits 0 with the number of rows and tasks checked and the head hash, or 1 naming the first row changed, deleted, replaced or inserted out of order, and the tasks that disagree with their audit rows."))
     var verify = false
 
     func validate() throws {
@@ -43,12 +43,21 @@ struct AuditCommand: ParsableCommand {
     func run() throws {
         if verify {
             let (_, store) = try config.openStore(for: .inspect)
-            let result = try store.verifyAuditChain()
-            if let problem = result.problem {
-                Console.error("audit chain broken after \(result.rows) good rows: \(problem)")
-                throw ExitCode(1)
+            let chain = try store.verifyAuditChain()
+            let tasks = try store.checkConsistency()
+            if let problem = chain.problem {
+                Console.error("audit chain broken after \(chain.rows) good rows: \(problem)")
+            } else {
+                print("audit chain verified: \(chain.rows) rows; head row \(chain.headID.map(String.init) ?? "none") hash \(chain.headHash ?? AuditChain.genesisText)")
             }
-            print("audit chain verified: \(result.rows) rows; head row \(result.headID.map(String.init) ?? "none") hash \(result.headHash ?? AuditChain.genesisText)")
+            if tasks.inconsistent > 0 {
+                Console.error("tasks inconsistent with the audit log: \(tasks.inconsistent) of \(tasks.tasks)")
+                for problem in tasks.problems { Console.error("  \(problem)") }
+                if tasks.inconsistent > tasks.problems.count { Console.error("  … and \(tasks.inconsistent - tasks.problems.count) more") }
+            } else {
+                print("tasks consistent with the audit log: \(tasks.tasks) tasks")
+            }
+            if chain.problem != nil || tasks.inconsistent > 0 { throw ExitCode(1) }
             return
         }
         var filter = AuditFilter(exportTaskID: task)

@@ -233,7 +233,7 @@ struct CleanerServiceTests {
         try await harness.shutdown()
     }
 
-    @Test("a dead runner's expired lease is taken over; its late finish changes nothing")
+    @Test("a dead runner's expired lease is taken over; its late answer is audited, marked lease lost, and changes nothing")
     func leaseTakeover() async throws {
         let harness = try await ServiceHarness.start()
         try harness.enqueue(["orphan", "other"])
@@ -246,7 +246,12 @@ struct CleanerServiceTests {
                                   audit: AuditRecord(outcome: .failed, at: Date(), attempt: 9, httpStatus: 500, delivery: .answered))
         #expect(try harness.store.apply([late]) == [false])
         #expect(try harness.rows()["orphan"]?.state == "deleted")
-        #expect(try harness.audit("orphan").map(\.outcome) == ["lease_expired", "deleted"])
+        let audit = try harness.audit("orphan")
+        #expect(audit.map(\.outcome) == ["lease_expired", "deleted", "failed"])
+        #expect(audit.map(\.leaseLost) == [false, false, true])
+        // The dead runner's claim wrote attempt 1 ahead; the sweep recorded it as maybe sent.
+        #expect(audit.map(\.attempt) == [1, 2, 9])
+        #expect(audit.first?.delivery == "unknown")
         try await harness.shutdown()
     }
 

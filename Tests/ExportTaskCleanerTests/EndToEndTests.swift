@@ -80,16 +80,30 @@ struct EndToEndTests {
         #expect(try await drain.exit(within: .seconds(120)) == 0, "\(replay); stderr: \(drain.stderrText.suffix(2_000))")
 
         let states = try world.states()
-        #expect(states.values.allSatisfy { $0 == "deleted" || $0 == "not_found" }, replay)
+        // A 404 can only follow a request whose answer was lost, and says so.
+        #expect(states.values.allSatisfy { $0 == "deleted" || $0 == "not_found_after_unknown" }, replay)
         let counters = world.simulator.counters
         #expect(counters.deleteCountByID.values.allSatisfy { $0 == 1 }, replay)
         #expect(counters.successfulDeletes == ids.count, replay)
-        // A 404 is allowed only where a 204 was sent but never recorded (the process died first).
-        for (id, state) in states where state == "not_found" {
+        for (id, state) in states where state == "not_found_after_unknown" {
             #expect(counters.deleteCount(for: id) == 1, replay)
-            #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE export_task_id = '\(id)' AND outcome = 'deleted'") == 0, replay)
         }
+        // Every request the server received is on record: per task, at least as many audit
+        // rows that may stand for a request (answered or unknown), and as many attempts.
+        let records = try world.requestRecords()
+        var short: [String] = []
+        for id in ids {
+            let received = counters.attempts(for: id)
+            let record = records[id] ?? (rows: 0, attempts: 0)
+            if record.rows < received || record.attempts < received {
+                short.append("\(id): \(received) received, \(record.rows) rows, attempts \(record.attempts)")
+            }
+        }
+        #expect(short.isEmpty, "\(replay); \(short.count) tasks short, first: \(short.prefix(5))")
         #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE outcome = 'lease_expired'") > 0, replay)
+        // The log's chain and the tasks' consistency with it hold.
+        let verify = try world.launch(["audit", "--verify"])
+        #expect(try await verify.exit(within: .seconds(30)) == 0, "\(replay); \(verify.stdoutText) \(verify.stderrText)")
         try await world.stop()
     }
 
@@ -264,6 +278,21 @@ struct World {
         while try statement.step() { states[statement.string(0)] = statement.string(1) }
         statement.reset()
         return states
+    }
+
+    /// Per export task ID: its audit rows that may stand for a request (delivery `answered` or
+    /// `unknown`), and its `attempts`.
+    func requestRecords() throws -> [String: (rows: Int, attempts: Int)] {
+        let db = try SQLiteConnection(path: database)
+        let statement = try db.prepare("""
+            SELECT t.export_task_id, t.attempts, ifnull(r.rows, 0) FROM export_tasks t
+            LEFT JOIN (SELECT task_id, count(*) AS rows FROM audit_log WHERE delivery IN ('answered', 'unknown') GROUP BY task_id) r
+                ON r.task_id = t.id
+            """)
+        var records: [String: (rows: Int, attempts: Int)] = [:]
+        while try statement.step() { records[statement.string(0)] = (statement.int(2), statement.int(1)) }
+        statement.reset()
+        return records
     }
 
     func scalar(_ sql: String) throws -> Int {

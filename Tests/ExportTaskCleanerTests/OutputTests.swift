@@ -23,11 +23,11 @@ struct OutputTests {
         try SQLiteConnection(path: world.database).execute("""
             DROP TRIGGER audit_log_hash_required;
             INSERT INTO audit_log(task_id, export_task_id, project_id, attempt, at, duration_ms, http_status, error_code,
-                                  error_message, request_id, outcome, delivery, runner) VALUES
-                (1, 'out-1', NULL, 1, '2026-11-29T10:00:00.000Z', 12, 204, NULL, NULL, '\(Self.requestIDs[0])', 'deleted', 'answered', 'host-a:101'),
+                                  error_message, request_id, outcome, delivery, runner, lease_lost) VALUES
+                (1, 'out-1', NULL, 1, '2026-11-29T10:00:00.000Z', 12, 204, NULL, NULL, '\(Self.requestIDs[0])', 'deleted', 'answered', 'host-a:101', 1),
                 (2, 'out-2', 'other-project', 2, '2026-11-29T10:00:01.500Z', 7, 400, 'IOTDA.014000', 'bad "request", try again',
-                 '\(Self.requestIDs[1])', 'rejected', 'answered', 'host-a:101'),
-                (3, 'out-3', NULL, NULL, '2026-11-29T10:00:02.000Z', NULL, NULL, NULL, NULL, NULL, 'lease_expired', NULL, 'host-b:202');
+                 '\(Self.requestIDs[1])', 'rejected', 'answered', 'host-a:101', NULL),
+                (3, 'out-3', NULL, NULL, '2026-11-29T10:00:02.000Z', NULL, NULL, NULL, NULL, NULL, 'lease_expired', NULL, 'host-b:202', NULL);
             UPDATE export_tasks SET state = 'deleted', attempts = 1, finished_at = '2026-11-29T10:00:00.000Z' WHERE export_task_id = 'out-1';
             UPDATE export_tasks SET state = 'rejected', attempts = 2, finished_at = '2026-11-29T10:00:01.500Z' WHERE export_task_id = 'out-2';
             UPDATE export_tasks SET enqueued_at = '2026-11-29T09:00:00.000Z', next_attempt_at = '2099-01-01T00:00:00.000Z'
@@ -42,15 +42,15 @@ struct OutputTests {
         let table = try await run(world, ["audit"])
         #expect(table.status == 0, "\(table.err)")
         #expect(table.out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) == [
-            "AT                       EXPORT TASK ID                       TRY OUTCOME       HTTP DELIVERY  MS     REQUEST ID                       ERROR",
-            "2026-11-29T10:00:00.000Z out-1                                1   deleted       204  answered  12     0123456789abcdef0123456789abcdef -",
-            "2026-11-29T10:00:01.500Z out-2                                2   rejected      400  answered  7      fedcba9876543210fedcba9876543210 IOTDA.014000 bad \"request\", try again",
-            "2026-11-29T10:00:02.000Z out-3                                -   lease_expired -    -         -      -                                -",
+            "AT                       EXPORT TASK ID                       TRY OUTCOME                 HTTP DELIVERY  MS     REQUEST ID                       ERROR",
+            "2026-11-29T10:00:00.000Z out-1                                1   deleted (lease lost)    204  answered  12     0123456789abcdef0123456789abcdef -",
+            "2026-11-29T10:00:01.500Z out-2                                2   rejected                400  answered  7      fedcba9876543210fedcba9876543210 IOTDA.014000 bad \"request\", try again",
+            "2026-11-29T10:00:02.000Z out-3                                -   lease_expired           -    -         -      -                                -",
             "",
         ])
         // A filter that matches nothing: the header alone.
         let none = try await run(world, ["audit", "--task", "nobody"])
-        #expect(none.out == "AT                       EXPORT TASK ID                       TRY OUTCOME       HTTP DELIVERY  MS     REQUEST ID                       ERROR\n")
+        #expect(none.out == "AT                       EXPORT TASK ID                       TRY OUTCOME                 HTTP DELIVERY  MS     REQUEST ID                       ERROR\n")
         try await world.stop()
     }
 
@@ -66,7 +66,7 @@ struct OutputTests {
         let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [[String: Any]])
         #expect(rows.count == 3)
         let columns: Set<String> = ["id", "at", "export_task_id", "task_id", "project_id", "attempt", "outcome", "http_status",
-                                    "delivery", "duration_ms", "error_code", "error_message", "request_id", "runner"]
+                                    "delivery", "duration_ms", "error_code", "error_message", "request_id", "runner", "lease_lost"]
         #expect(rows.allSatisfy { Set($0.keys) == columns })
         let rejected = rows[1]
         #expect(rejected["id"] as? Int == 2)
@@ -83,6 +83,8 @@ struct OutputTests {
         #expect(rejected["outcome"] as? String == "rejected")
         #expect(rejected["delivery"] as? String == "answered")
         #expect(rejected["runner"] as? String == "host-a:101")
+        #expect(rejected["lease_lost"] as? Bool == false)
+        #expect(rows[0]["lease_lost"] as? Bool == true)
         let expired = rows[2]
         for column in ["project_id", "attempt", "duration_ms", "http_status", "error_code", "error_message", "request_id", "delivery"] {
             #expect(expired[column] is NSNull, "\(column)")
@@ -97,12 +99,12 @@ struct OutputTests {
         let world = try await populatedWorld()
         let csv = try await run(world, ["audit", "--format", "csv"])
         #expect(csv.status == 0, "\(csv.err)")
-        let header = "id,at,export_task_id,task_id,project_id,attempt,outcome,http_status,delivery,duration_ms,error_code,error_message,request_id,runner"
+        let header = "id,at,export_task_id,task_id,project_id,attempt,outcome,http_status,delivery,duration_ms,error_code,error_message,request_id,runner,lease_lost"
         #expect(csv.out == [
             header,
-            "1,2026-11-29T10:00:00.000Z,out-1,1,,1,deleted,204,answered,12,,,\(Self.requestIDs[0]),host-a:101",
-            "2,2026-11-29T10:00:01.500Z,out-2,2,other-project,2,rejected,400,answered,7,IOTDA.014000,\"bad \"\"request\"\", try again\",\(Self.requestIDs[1]),host-a:101",
-            "3,2026-11-29T10:00:02.000Z,out-3,3,,,lease_expired,,,,,,,host-b:202",
+            "1,2026-11-29T10:00:00.000Z,out-1,1,,1,deleted,204,answered,12,,,\(Self.requestIDs[0]),host-a:101,1",
+            "2,2026-11-29T10:00:01.500Z,out-2,2,other-project,2,rejected,400,answered,7,IOTDA.014000,\"bad \"\"request\"\", try again\",\(Self.requestIDs[1]),host-a:101,",
+            "3,2026-11-29T10:00:02.000Z,out-3,3,,,lease_expired,,,,,,,host-b:202,",
         ].map { $0 + "\r\n" }.joined())
         let none = try await run(world, ["audit", "--format", "csv", "--task", "nobody"])
         #expect(none.out == header + "\r\n")

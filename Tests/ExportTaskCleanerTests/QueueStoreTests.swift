@@ -13,7 +13,7 @@ struct QueueStoreTests {
         let again = try SQLiteQueueStore(path: path)
         #expect(try again.counts()[.pending] == 1)
         let db = try SQLiteConnection(path: path)
-        #expect(try db.scalarInt("PRAGMA user_version") == 2)
+        #expect(try db.scalarInt("PRAGMA user_version") == 3)
         #expect(try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE name IN ('export_tasks', 'audit_log')") == 2)
         #expect(try db.scalarInt("SELECT count(*) FROM export_tasks") == 1)
     }
@@ -164,9 +164,13 @@ struct QueueStoreTests {
         // The same finish twice: the second is a duplicate writer and changes nothing.
         #expect(try store.apply([current, current]) == [true, false])
         #expect(try store.counts()[.notFound] == 1)
-        var outcomes: [String] = []
-        try store.auditEntries(AuditFilter(exportTaskID: "x1")) { outcomes.append($0.outcome) }
-        #expect(outcomes == ["lease_expired", "not_found"])
+        var rows: [AuditEntry] = []
+        try store.auditEntries(AuditFilter(exportTaskID: "x1")) { rows.append($0) }
+        // Every answer is on record; those that came after the lease was lost say so, and
+        // changed nothing in the task row.
+        #expect(rows.map(\.outcome) == ["lease_expired", "deleted", "not_found", "not_found"])
+        #expect(rows.map(\.leaseLost) == [false, true, false, true])
+        #expect(rows.map(\.attempt) == [1, 1, 1, 1])
     }
 
     @Test("expired leases return to pending with a lease_expired row; live ones stay")
@@ -183,7 +187,9 @@ struct QueueStoreTests {
         var rows: [AuditEntry] = []
         try store.auditEntries(AuditFilter(outcome: .leaseExpired)) { rows.append($0) }
         #expect(rows.map(\.exportTaskID) == ["e1"])
-        #expect(rows.first?.delivery == nil)
+        // The claim wrote attempt 1 ahead: it may have been sent.
+        #expect(rows.first?.delivery == "unknown")
+        #expect(rows.first?.attempt == 1)
         #expect(rows.first?.runner == "test:1")
     }
 

@@ -194,6 +194,11 @@ final class ObservedStore: WorkQueue {
     let failingWrites = Mutex(0)
     /// The SQLite result code those failures carry (5: busy; 11: corrupt).
     let failingWriteCode = Mutex<Int32>(5)
+    /// While true, every lease renewal fails as if the database stayed busy.
+    let failingRenewals = Mutex(false)
+    /// Run at the start of each `apply`, on the thread that writes: a test can hold a write
+    /// there (a slow store) or count them.
+    let beforeApply = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(_ inner: SQLiteQueueStore) { self.inner = inner }
 
@@ -203,6 +208,7 @@ final class ObservedStore: WorkQueue {
         try inner.claim(limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
     }
     func apply(_ transitions: [TaskTransition]) throws -> [Bool] {
+        beforeApply.withLock { $0 }?()
         let fail = failingWrites.withLock { remaining in
             defer { remaining = max(0, remaining - 1) }
             return remaining > 0
@@ -215,7 +221,10 @@ final class ObservedStore: WorkQueue {
         applied.append(zip(transitions, held).map { ($0.audit.outcome, $0.task.exportTaskID, $1) })
         return held
     }
-    func renewLeases(tokens: [String], until: Date) throws { try inner.renewLeases(tokens: tokens, until: until) }
+    func renewLeases(tokens: [String], until: Date) throws -> Set<Int> {
+        if failingRenewals.withLock({ $0 }) { throw SQLiteError(code: 5, message: "database is locked", context: "a test") }
+        return try inner.renewLeases(tokens: tokens, until: until)
+    }
     func expireLeases(now: Date) throws -> [ExpiredLease] { try inner.expireLeases(now: now) }
     func counts() throws -> [TaskState: Int] { try inner.counts() }
     func nextDue() throws -> Date? { try inner.nextDue() }

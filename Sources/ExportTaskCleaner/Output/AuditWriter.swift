@@ -20,7 +20,7 @@ public struct AuditWriter {
     }()
 
     public static let columns = ["id", "at", "export_task_id", "task_id", "project_id", "attempt", "outcome", "http_status",
-                          "delivery", "duration_ms", "error_code", "error_message", "request_id", "runner"]
+                          "delivery", "duration_ms", "error_code", "error_message", "request_id", "runner", "lease_lost"]
 
     public init(format: AuditFormat) {
         self.format = format
@@ -48,7 +48,8 @@ public struct AuditWriter {
         case .table:
             let error = [entry.errorCode, entry.errorMessage].compactMap { $0 }.joined(separator: " ")
             return Self.tableLine([
-                entry.at, entry.exportTaskID, entry.attempt.map(String.init) ?? "-", entry.outcome,
+                entry.at, entry.exportTaskID, entry.attempt.map(String.init) ?? "-",
+                entry.leaseLost ? entry.outcome + " (lease lost)" : entry.outcome,
                 entry.httpStatus.map(String.init) ?? "-", entry.delivery ?? "-",
                 entry.durationMilliseconds.map(String.init) ?? "-", entry.requestID ?? "-", error.isEmpty ? "-" : error,
             ])
@@ -59,6 +60,7 @@ public struct AuditWriter {
                 String(entry.id), entry.at, entry.exportTaskID, entry.taskID.map(String.init), entry.projectID,
                 entry.attempt.map(String.init), entry.outcome, entry.httpStatus.map(String.init), entry.delivery,
                 entry.durationMilliseconds.map(String.init), entry.errorCode, entry.errorMessage, entry.requestID, entry.runner,
+                entry.leaseLost ? "1" : "",
             ]
             return values.map { Self.csvField($0 ?? "") }.joined(separator: ",") + "\r\n"
         }
@@ -71,7 +73,7 @@ public struct AuditWriter {
         return "\"" + value.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\"") + "\""
     }
 
-    private static let widths = [24, 36, 3, 13, 4, 9, 6, 32]
+    private static let widths = [24, 36, 3, 23, 4, 9, 6, 32]
 
     static func tableLine(_ fields: [String]) -> String {
         var line = ""

@@ -29,14 +29,28 @@ public enum AuditChain {
         "error_code", "error_message", "request_id", "outcome", "delivery", "runner",
     ]
 
-    /// The hashed columns of the row a statement stands on (selected as ``columns``, in
-    /// order), as stored.
-    package static func values(of row: SQLiteStatement) -> [Value] {
-        (0..<Int32(columns.count)).map { column in
+    /// Columns added by later schema versions, hashed after ``columns`` and only when not
+    /// NULL, so that the rows written before them keep their hashes: `lease_lost` (version 3).
+    package static let laterColumns = ["lease_lost"]
+
+    /// What to select for ``values(of:)``: ``columns`` then ``laterColumns``.
+    package static let selection = (columns + laterColumns).joined(separator: ", ")
+
+    /// The hashed values of the row a statement stands on (selected as ``selection``, or as
+    /// ``columns`` alone when `laterColumns` is false), as stored.
+    package static func values(of row: SQLiteStatement, laterColumns: Bool = true) -> [Value] {
+        func value(_ column: Int32) -> Value {
             if row.isNull(column) { return .null }
             if row.isInteger(column) { return .integer(row.int(column)) }
             return .text(row.string(column))
         }
+        var values = (0..<Int32(columns.count)).map(value)
+        if laterColumns {
+            for column in Int32(columns.count)..<Int32(columns.count + Self.laterColumns.count) where !row.isNull(column) {
+                values.append(value(column))
+            }
+        }
+        return values
     }
 
     /// The row's hash as 64 lower-case hex digits: SHA-256 of the previous hash's text, then

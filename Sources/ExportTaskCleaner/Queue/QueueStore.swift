@@ -11,11 +11,13 @@ public protocol WorkQueue: Sendable {
     func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask]
 
     /// Applies transitions in one transaction, each with its audit row; returns, for each,
-    /// whether its lease still held (false: a stale writer, nothing was changed).
+    /// whether its lease still held. Where it did not (a stale writer), the task is left as it
+    /// is, and a transition with a request still gets its audit row, marked `lease_lost`.
     func apply(_ transitions: [TaskTransition]) throws -> [Bool]
 
-    /// Extends the leases handed out under these tokens that are still held.
-    func renewLeases(tokens: [String], until: Date) throws
+    /// Extends the leases handed out under these tokens that are still held; returns the IDs of
+    /// the tasks they hold.
+    func renewLeases(tokens: [String], until: Date) throws -> Set<Int>
 
     /// Returns tasks whose lease ran out to `pending`, with a `lease_expired` audit row each.
     func expireLeases(now: Date) throws -> [ExpiredLease]
@@ -93,8 +95,12 @@ public struct ClaimedTask: Sendable, Equatable {
     public var projectID: String?
     /// nil: the configured instance, if any.
     public var instanceID: String?
-    /// Requests already sent for this task in this cycle.
+    /// Attempts this task used in this cycle before this claim (the claim wrote `attempts + 1`
+    /// ahead to the database: the attempt this lease may send).
     public var attempts: Int
+    /// Attempts of this cycle whose request may have reached the server but whose answer never
+    /// came: a 404 now may mean that one of them deleted it.
+    public var unansweredAttempts = 0
     public var leaseToken: String
     /// Why this row must not be sent — a column another tool wrote that breaks
     /// ``IdentifierRule`` or is not text — or nil when it may be. The service finishes such a
@@ -127,9 +133,15 @@ public struct TaskTransition: Sendable {
 
     public var task: ClaimedTask
     public var change: Change
-    /// The task's `attempts` afterwards: requests sent for it in this cycle.
+    /// The task's `attempts` afterwards: attempts it used in this cycle (the one written ahead
+    /// at the claim is given back when no request may have left).
     public var attempts: Int
     public var audit: AuditRecord
+
+    /// The task's `unanswered_attempts` afterwards.
+    public var unansweredAttempts: Int {
+        min(task.unansweredAttempts + (audit.delivery == .unknown ? 1 : 0), SQLiteQueueStore.maximumAttempts)
+    }
 
     public init(task: ClaimedTask, change: Change, attempts: Int? = nil, audit: AuditRecord) {
         self.task = task
@@ -139,7 +151,8 @@ public struct TaskTransition: Sendable {
     }
 }
 
-/// One `audit_log` row to write. `attempt` is nil for changes made without a request.
+/// One `audit_log` row to write. `attempt` is nil for rows that use no attempt: changes made
+/// without a request, a 401, a request cut off before it was sent.
 public struct AuditRecord: Sendable, Equatable {
     public var outcome: AuditOutcome
     public var at: Date
@@ -150,6 +163,9 @@ public struct AuditRecord: Sendable, Equatable {
     public var errorMessage: String?
     public var requestID: String?
     public var delivery: Delivery?
+    /// The answer came after the task's lease was lost: the row records it, the task row is
+    /// left to whoever holds the task now (`audit_log.lease_lost`).
+    public var leaseLost = false
 
     public init(outcome: AuditOutcome, at: Date, attempt: Int? = nil, durationMilliseconds: Int? = nil,
                 httpStatus: Int? = nil, errorCode: String? = nil, errorMessage: String? = nil,
@@ -305,9 +321,12 @@ public struct AuditEntry: Sendable, Codable, Equatable {
     public var outcome: String
     public var delivery: String?
     public var runner: String
+    /// The answer came after the task's lease was lost: the task row did not take it.
+    public var leaseLost = false
 
     enum CodingKeys: String, CodingKey {
         case id, attempt, at, outcome, delivery, runner
+        case leaseLost = "lease_lost"
         case taskID = "task_id"
         case exportTaskID = "export_task_id"
         case projectID = "project_id"
@@ -335,5 +354,6 @@ public struct AuditEntry: Sendable, Codable, Equatable {
         try container.encode(outcome, forKey: .outcome)
         try container.encode(delivery, forKey: .delivery)
         try container.encode(runner, forKey: .runner)
+        try container.encode(leaseLost, forKey: .leaseLost)
     }
 }

@@ -13,9 +13,16 @@ extension SQLiteQueueStore {
                 let applied = Set(transitions.map(\.task.id)).count == transitions.count
                     ? try applyBatched(transitions, db)
                     : try applyOneByOne(transitions, db)
-                for (transition, held) in zip(transitions, applied) where held {
+                for (transition, held) in zip(transitions, applied) {
+                    var record = transition.audit
+                    if !held {
+                        // Every answer is on record (README, "The database"); a change made
+                        // without a request is not, when the lease that would make it is gone.
+                        guard record.hasRequest else { continue }
+                        record.leaseLost = true
+                    }
                     audit.append(taskID: transition.task.id, exportTaskID: transition.task.exportTaskID,
-                                 projectID: transition.task.projectID, record: transition.audit)
+                                 projectID: transition.task.projectID, record: record)
                 }
                 try audit.write(db)
                 return applied
@@ -35,18 +42,21 @@ extension SQLiteQueueStore {
     /// Rows per multi-row statement, largest first: a batch is written with as few as possible.
     static let statementBatchSizes = [32, 16, 8, 4, 2, 1]
 
-    /// `UPDATE … FROM (VALUES …) RETURNING id` for `size` transitions of 11 values each:
+    /// Values bound per transition in `applySQL`.
+    private static let valuesPerTransition = 12
+
+    /// `UPDATE … FROM (VALUES …) RETURNING id` for `size` transitions of 12 values each:
     /// id, state, next_attempt_at, finished_at, attempts, last_http_status, last_error_code,
-    /// last_error_message, last_request_id, lease token, and whether a request was sent
-    /// (without one, `attempts` and the `last_*` columns keep their values).
+    /// last_error_message, last_request_id, lease token, whether a request was sent (without
+    /// one, the `last_*` columns keep their values), unanswered_attempts.
     private static let applySQL: [String] = statementBatchSizes.map { size in
         let rows = (0..<size).map { row in
-            "(" + (1...11).map { "?\(row * 11 + $0)" }.joined(separator: ", ") + ")"
+            "(" + (1...valuesPerTransition).map { "?\(row * valuesPerTransition + $0)" }.joined(separator: ", ") + ")"
         }
         return """
             UPDATE export_tasks SET state = v.column2, next_attempt_at = coalesce(v.column3, export_tasks.next_attempt_at),
                 finished_at = v.column4, lease_token = NULL, lease_expires_at = NULL,
-                attempts = CASE WHEN v.column11 THEN v.column5 ELSE export_tasks.attempts END,
+                attempts = v.column5, unanswered_attempts = v.column12,
                 last_http_status = CASE WHEN v.column11 THEN v.column6 ELSE export_tasks.last_http_status END,
                 last_error_code = CASE WHEN v.column11 THEN v.column7 ELSE export_tasks.last_error_code END,
                 last_error_message = CASE WHEN v.column11 THEN v.column8 ELSE export_tasks.last_error_message END,
@@ -72,7 +82,7 @@ extension SQLiteQueueStore {
             for offset in 0..<size {
                 let transition = transitions[next + offset]
                 let record = transition.audit
-                let base = Int32(offset * 11)
+                let base = Int32(offset * Self.valuesPerTransition)
                 let (state, due, finishedAt) = Self.columns(of: transition)
                 statement.bind(transition.task.id, at: base + 1)
                 statement.bind(state, at: base + 2)
@@ -85,6 +95,7 @@ extension SQLiteQueueStore {
                 statement.bind(record.requestID, at: base + 9)
                 statement.bind(transition.task.leaseToken, at: base + 10)
                 statement.bind(record.hasRequest ? 1 : 0, at: base + 11)
+                statement.bind(transition.unansweredAttempts, at: base + 12)
             }
             while try statement.step() {
                 held.insert(statement.int(0))
@@ -100,13 +111,13 @@ extension SQLiteQueueStore {
         let withResponse = try db.prepare("""
             UPDATE export_tasks SET state = ?1, next_attempt_at = coalesce(?2, next_attempt_at),
                 finished_at = ?3, lease_token = NULL, lease_expires_at = NULL,
-                attempts = ?4, last_http_status = ?5, last_error_code = ?6,
+                attempts = ?4, unanswered_attempts = ?11, last_http_status = ?5, last_error_code = ?6,
                 last_error_message = ?7, last_request_id = ?8
             WHERE id = ?9 AND lease_token = ?10 AND state = 'in_progress'
             """)
         let withoutRequest = try db.prepare("""
             UPDATE export_tasks SET state = ?1, next_attempt_at = coalesce(?2, next_attempt_at),
-                finished_at = ?3, lease_token = NULL, lease_expires_at = NULL
+                finished_at = ?3, lease_token = NULL, lease_expires_at = NULL, attempts = ?4
             WHERE id = ?9 AND lease_token = ?10 AND state = 'in_progress'
             """)
         var applied: [Bool] = []
@@ -118,8 +129,9 @@ extension SQLiteQueueStore {
             statement.bind(state, at: 1)
             statement.bind(due, at: 2)
             statement.bind(finishedAt, at: 3)
+            statement.bind(transition.attempts, at: 4)
             if record.hasRequest {
-                statement.bind(transition.attempts, at: 4)
+                statement.bind(transition.unansweredAttempts, at: 11)
                 statement.bind(record.httpStatus, at: 5)
                 statement.bind(record.errorCode, at: 6)
                 statement.bind(record.errorMessage, at: 7)
@@ -133,18 +145,22 @@ extension SQLiteQueueStore {
         return applied
     }
 
-    public func renewLeases(tokens: [String], until: Date) throws {
-        guard !tokens.isEmpty else { return }
-        try withConnection { db in
+    public func renewLeases(tokens: [String], until: Date) throws -> Set<Int> {
+        guard !tokens.isEmpty else { return [] }
+        return try withConnection { db in
             try db.writeTransaction {
                 let statement = try db.prepare("""
                     UPDATE export_tasks SET lease_expires_at = ?1 WHERE state = 'in_progress' AND lease_token = ?2
+                    RETURNING id
                     """)
+                var held = Set<Int>()
                 for token in tokens {
                     statement.bind(Timestamp.format(until), at: 1)
                     statement.bind(token, at: 2)
-                    try statement.run()
+                    while try statement.step() { held.insert(statement.int(0)) }
+                    statement.reset()
                 }
+                return held
             }
         }
     }
@@ -153,27 +169,36 @@ extension SQLiteQueueStore {
         try withConnection { db in
             try db.writeTransaction {
                 let select = try db.prepare("""
-                    SELECT id, export_task_id, project_id, lease_token FROM export_tasks
+                    SELECT id, export_task_id, project_id, lease_token, attempts FROM export_tasks
                     WHERE state = 'in_progress' AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
                     """)
                 select.bind(Timestamp.format(now), at: 1)
-                var expired: [(lease: ExpiredLease, projectID: String?)] = []
+                var expired: [(lease: ExpiredLease, projectID: String?, attempt: Int?)] = []
                 while try select.step() {
+                    // A lease handed out by a claim wrote its attempt ahead: that request may
+                    // have left. A row another tool set `in_progress` without one did not.
+                    let attempt = select.isNull(3) || !select.isInteger(4) ? nil : select.int(4)
                     expired.append((ExpiredLease(id: select.int(0), exportTaskID: select.string(1),
-                                                 leaseToken: select.optionalString(3)), select.optionalString(2)))
+                                                 leaseToken: select.optionalString(3)), select.optionalString(2), attempt))
                 }
                 select.reset()
                 let update = try db.prepare("""
-                    UPDATE export_tasks SET state = 'pending', lease_token = NULL, lease_expires_at = NULL
+                    UPDATE export_tasks SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,
+                        unanswered_attempts = CASE WHEN ?3 THEN min(unanswered_attempts + 1, \(Self.maximumAttempts))
+                            ELSE unanswered_attempts END
                     WHERE id = ?1 AND state = 'in_progress' AND lease_token IS ?2
                     """)
-                for (lease, projectID) in expired {
+                var audit = AuditRows(runner: runner)
+                for (lease, projectID, attempt) in expired {
                     update.bind(lease.id, at: 1)
                     update.bind(lease.leaseToken, at: 2)
+                    update.bind(attempt == nil ? 0 : 1, at: 3)
                     try update.run()
-                    try insertAudit(db, taskID: lease.id, exportTaskID: lease.exportTaskID, projectID: projectID,
-                                    record: AuditRecord(outcome: .leaseExpired, at: now))
+                    audit.append(taskID: lease.id, exportTaskID: lease.exportTaskID, projectID: projectID,
+                                 record: AuditRecord(outcome: .leaseExpired, at: now, attempt: attempt,
+                                                     delivery: attempt == nil ? nil : .unknown))
                 }
+                try audit.write(db)
                 return expired.map(\.lease)
             }
         }

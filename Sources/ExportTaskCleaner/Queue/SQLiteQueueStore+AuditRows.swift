@@ -17,16 +17,16 @@ extension SQLiteQueueStore {
             var record: AuditRecord
         }
 
-        private static let columnsPerRow = 14
+        private static let columnsPerRow = 15
         private static let chunkSizes = SQLiteQueueStore.statementBatchSizes
-        /// `?1` is the runner, shared; row `r` takes `?(2 + 14r)` to `?(15 + 14r)`.
+        /// `?1` is the runner, shared; row `r` takes `?(2 + 15r)` to `?(16 + 15r)`.
         private static let sql: [String] = chunkSizes.map { size in
             let rows = (0..<size).map { row in
                 let base = 2 + columnsPerRow * row
                 return "(" + (0..<columnsPerRow).map { "?\(base + $0)" }.joined(separator: ", ") + ", ?1)"
             }
             return "INSERT INTO audit_log (id, task_id, export_task_id, project_id, attempt, at, duration_ms, http_status, "
-                + "error_code, error_message, request_id, outcome, delivery, hash, runner) VALUES "
+                + "error_code, error_message, request_id, outcome, delivery, hash, lease_lost, runner) VALUES "
                 + rows.joined(separator: ", ")
         }
 
@@ -65,13 +65,15 @@ extension SQLiteQueueStore {
                     let record = row.record
                     let id = lastID + next + offset + 1
                     let at = Timestamp.format(record.at)
-                    let values: [AuditChain.Value] = [
+                    var values: [AuditChain.Value] = [
                         .integer(id), .integer(row.taskID), .text(row.exportTaskID), Self.value(row.projectID),
                         Self.value(record.attempt), .text(at), Self.value(record.durationMilliseconds),
                         Self.value(record.httpStatus), Self.value(record.errorCode), Self.value(record.errorMessage),
                         Self.value(record.requestID), .text(record.outcome.rawValue), Self.value(record.delivery?.rawValue),
                         .text(runner),
                     ]
+                    // `lease_lost`, hashed only when set (``AuditChain/laterColumns``).
+                    if record.leaseLost { values.append(.integer(1)) }
                     previous = AuditChain.hash(previous: previous, values: values)
                     let base = Int32(2 + Self.columnsPerRow * offset)
                     statement.bind(id, at: base)
@@ -88,6 +90,7 @@ extension SQLiteQueueStore {
                     statement.bind(record.outcome.rawValue, at: base + 11)
                     statement.bind(record.delivery?.rawValue, at: base + 12)
                     statement.bind(previous, at: base + 13)
+                    statement.bind(record.leaseLost ? 1 : Int?.none, at: base + 14)
                 }
                 try statement.run()
                 next += size

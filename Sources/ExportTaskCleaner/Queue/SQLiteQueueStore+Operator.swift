@@ -175,7 +175,7 @@ extension SQLiteQueueStore {
             try db.readTransaction {
                 let statement = try db.prepare("""
                     SELECT id, task_id, export_task_id, project_id, attempt, at, duration_ms, http_status,
-                        error_code, error_message, request_id, outcome, delivery, runner
+                        error_code, error_message, request_id, outcome, delivery, runner, lease_lost IS NOT NULL
                     FROM audit_log
                     WHERE (?1 IS NULL OR export_task_id = ?1)
                       AND (?2 IS NULL OR outcome = ?2)
@@ -195,7 +195,8 @@ extension SQLiteQueueStore {
                         durationMilliseconds: statement.optionalInt(6), httpStatus: statement.optionalInt(7),
                         errorCode: statement.optionalString(8), errorMessage: statement.optionalString(9),
                         requestID: statement.optionalString(10), outcome: statement.string(11),
-                        delivery: statement.optionalString(12), runner: statement.string(13)))
+                        delivery: statement.optionalString(12), runner: statement.string(13),
+                        leaseLost: statement.int(14) != 0))
                 }
             }
         }
@@ -219,12 +220,12 @@ extension SQLiteQueueStore {
         try withConnection { db in
             try db.readTransaction {
                 let statement = try db.prepare(
-                    "SELECT " + AuditChain.columns.joined(separator: ", ") + ", hash FROM audit_log ORDER BY id")
+                    "SELECT " + AuditChain.selection + ", hash FROM audit_log ORDER BY id")
                 defer { statement.reset() }
                 var result = AuditVerification(rows: 0)
                 var previous = AuditChain.genesis
                 var expectedID = 1
-                let hashColumn = Int32(AuditChain.columns.count)
+                let hashColumn = Int32(AuditChain.columns.count + AuditChain.laterColumns.count)
                 while try statement.step() {
                     let id = statement.int(0)
                     if id != expectedID {

@@ -77,6 +77,17 @@ enum Schema {
             WHEN NEW.hash IS NULL
             BEGIN SELECT RAISE(ABORT, 'audit_log rows are chained: a row without its hash is refused'); END;
         """,
+        // Version 3 (README, "The database"): attempts are written ahead at the claim, so a
+        // task claimed by an older release may have had a request sent that `attempts` does
+        // not count yet; an answer recorded although the task's lease was lost (`lease_lost`);
+        // attempts whose answer never came (`unanswered_attempts`), which make a later 404
+        // `not_found_after_unknown` (added to the CHECKs by `allowNotFoundAfterUnknown`).
+        """
+        ALTER TABLE export_tasks ADD COLUMN unanswered_attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE audit_log ADD COLUMN lease_lost INTEGER;
+        UPDATE export_tasks SET attempts = attempts + 1
+            WHERE state = 'in_progress' AND typeof(attempts) = 'integer' AND attempts BETWEEN 0 AND 999999;
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }
@@ -94,7 +105,7 @@ enum Schema {
             var batch: [(id: Int, hash: String)] = []
             select.bind(after, at: 1)
             while try select.step() {
-                previous = AuditChain.hash(previous: previous, values: AuditChain.values(of: select))
+                previous = AuditChain.hash(previous: previous, values: AuditChain.values(of: select, laterColumns: false))
                 batch.append((select.int(0), previous))
             }
             select.reset()
@@ -110,6 +121,28 @@ enum Schema {
             CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
                 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused'); END;
             """)
+    }
+
+    /// Adds `not_found_after_unknown` to the CHECK constraints of `export_tasks.state` and
+    /// `audit_log.outcome` by SQLite's documented way of loosening a constraint in place
+    /// (`writable_schema`, then a new `schema_version`): every row that passed the old CHECK
+    /// passes the new one, so nothing is copied, however long the log. Refuses a schema whose
+    /// text is not the one migration 0 wrote.
+    private static func allowNotFoundAfterUnknown(_ connection: SQLiteConnection) throws {
+        let schemaVersion = try connection.scalarInt("PRAGMA schema_version") ?? 0
+        try connection.execute("PRAGMA writable_schema = ON")
+        defer { try? connection.execute("PRAGMA writable_schema = OFF") }
+        let update = try connection.prepare("""
+            UPDATE sqlite_schema SET sql = replace(sql, '''not_found'', ', '''not_found'', ''not_found_after_unknown'', ')
+            WHERE type = 'table' AND name IN ('export_tasks', 'audit_log') AND instr(sql, '''not_found'', ') > 0
+            """)
+        try update.run()
+        guard connection.changes == 2 else {
+            throw CleanerError.runtime(
+                "database: \(connection.path): the CHECK constraints of export_tasks and audit_log are not the ones export-task-cleaner wrote, so version 3 of the schema cannot be applied; nothing was changed")
+        }
+        // One more than read above; schema_version cannot be bound.
+        try connection.execute("PRAGMA schema_version = \(schemaVersion + 1)")
     }
 
     /// Checks, without changing anything, that the file is a queue of the current version: for
@@ -164,6 +197,7 @@ enum Schema {
             for step in version..<currentVersion {
                 try connection.execute(migrations[step])
                 if step == 1 { try chainExistingRows(connection) }
+                if step == 2 { try allowNotFoundAfterUnknown(connection) }
             }
             // user_version cannot be bound; the value is a compile-time constant.
             try connection.execute("PRAGMA user_version = \(currentVersion)")

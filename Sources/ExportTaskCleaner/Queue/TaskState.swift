@@ -4,13 +4,16 @@ public enum TaskState: String, Sendable, CaseIterable, Codable {
     case inProgress = "in_progress"
     case deleted
     case notFound = "not_found"
+    /// A 404 after an earlier attempt of this cycle whose answer never came (README, "The
+    /// database"): that request may be what deleted it.
+    case notFoundAfterUnknown = "not_found_after_unknown"
     case forbidden
     case rejected
     case invalid
     case failed
 
     /// States a task ends in; `requeue` takes these.
-    public static let finished: [TaskState] = [.deleted, .notFound, .forbidden, .rejected, .invalid, .failed]
+    public static let finished: [TaskState] = [.deleted, .notFound, .notFoundAfterUnknown, .forbidden, .rejected, .invalid, .failed]
 
     public var isFinished: Bool { Self.finished.contains(self) }
 }
@@ -20,6 +23,7 @@ public enum AuditOutcome: String, Sendable, CaseIterable, Codable {
     // With a request.
     case deleted
     case notFound = "not_found"
+    case notFoundAfterUnknown = "not_found_after_unknown"
     case forbidden
     case rejected
     case retry
@@ -30,4 +34,9 @@ public enum AuditOutcome: String, Sendable, CaseIterable, Codable {
     case requeued
     case leaseExpired = "lease_expired"
     case released
+}
+
+extension AuditOutcome {
+    /// Outcomes that end a task (in the state of the same name).
+    public var finishes: Bool { TaskState(rawValue: rawValue)?.isFinished ?? false }
 }

@@ -54,11 +54,13 @@ extension CleanerService {
     }
 
     private func renewLeases() async {
-        let tokens = shared.withLock { Array($0.leaseTokens.keys) }
+        let tokens = shared.withLock { $0.leases.tokens }
         guard !tokens.isEmpty else { return }
         do {
+            // Taken before the write: the lease is known to hold until then at least.
             let until = clock.now().addingTimeInterval(options.leaseDuration.timeInterval)
-            try await database.run { try $0.renewLeases(tokens: tokens, until: until) }
+            let held = try await database.run { try $0.renewLeases(tokens: tokens, until: until) }
+            shared.withLock { $0.leases.renewed(tokens: tokens, until: until, held: held) }
         } catch {
             logger.error("cannot renew leases", metadata: ["error": "\(error)", "leases": "\(tokens.count)"])
         }
@@ -85,7 +87,7 @@ extension CleanerService {
         var parts = [
             "in flight \(statistics.inFlight)",
             "pending \(counts[.pending] ?? 0)",
-            "done \(statistics.finished) (deleted \(statistics[.deleted]), not found \(statistics[.notFound]), forbidden \(statistics[.forbidden]), rejected \(statistics[.rejected]), failed \(statistics[.failed]))",
+            "done \(statistics.finished) (deleted \(statistics[.deleted]), not found \(statistics[.notFound] + statistics[.notFoundAfterUnknown]), forbidden \(statistics[.forbidden]), rejected \(statistics[.rejected]), failed \(statistics[.failed]))",
             "retries \(statistics[.retry])",
         ]
         if case .open(let until) = snapshot.circuit {

@@ -27,6 +27,18 @@ extension CleanerService {
             recorder.submit(releasing(task, reason: reason))
             return
         }
+        let margin = Tuning.leaseSendMargin(lease: options.leaseDuration)
+        let now = clock.now()
+        guard shared.withLock({ $0.leases.mayStart(task, now: now, margin: margin) }) else {
+            // Claimed ahead, and this runner stalled (stopped, or renewals failing) until the
+            // lease lapsed: another runner may hold the task now. Given back if it is still ours.
+            shared.withLock { $0.statistics.lapsedLeases += 1 }
+            logger.warning("lease lapsed before the request was sent; not sent", metadata: [
+                "task_id": "\(task.id)", "export_task_id": "\(task.exportTaskID)",
+            ])
+            recorder.submit(releasing(task, reason: "the lease lapsed before the request could start"))
+            return
+        }
         let request = DeleteRequest(exportTaskID: task.exportTaskID, projectID: task.projectID ?? options.projectID,
                                     instanceID: task.instanceID ?? options.instanceID)
         shared.withLock { $0.statistics.requests += 1 }
@@ -72,17 +84,23 @@ extension CleanerService {
         }
         switch result.classification {
         case .deleted: return finish(.deleted, .deleted)
+        case .notFound where task.unansweredAttempts > 0:
+            // An earlier request of this cycle may have reached the server unanswered: it may
+            // be what deleted the task (README, "The database").
+            return finish(.notFoundAfterUnknown, .notFoundAfterUnknown)
         case .notFound: return finish(.notFound, .notFound)
         case .forbidden: return finish(.forbidden, .forbidden)
         case .rejected: return finish(.rejected, .rejected)
         case .authRefused:
             // Not the task's fault: it stays pending, no attempt used.
             audit.outcome = .authRefused
+            audit.attempt = nil
             return TaskTransition(task: task, change: .release, attempts: task.attempts, audit: audit)
         case .retryable where cancelled:
             // Cut off by shutdown: back to pending, due now. An attempt counts only if the
             // request may have reached the server.
             audit.outcome = .released
+            if result.delivery == .notSent { audit.attempt = nil }
             return TaskTransition(task: task, change: .release,
                                   attempts: result.delivery == .notSent ? task.attempts : attempt, audit: audit)
         case .retryable:
@@ -100,30 +118,30 @@ extension CleanerService {
 
     /// After a batch is written: counts the outcomes, lets go of the leases, logs, and tells the
     /// work loop how many tasks are done and when any of them is due again.
-    func committed(_ batch: [(transition: TaskTransition, held: Bool)], corrupt: Bool,
+    func committed(_ batch: [(transition: TaskTransition, held: Bool)], written: OutcomeRecorder.Written,
                    events: AsyncStream<LoopEvent>.Continuation) {
         var dueAgain: Date?
         shared.withLock { shared in
             shared.countsDirty = true
             for (transition, held) in batch {
-                let token = transition.task.leaseToken
-                if let remaining = shared.leaseTokens[token], remaining > 1 {
-                    shared.leaseTokens[token] = remaining - 1
-                } else {
-                    shared.leaseTokens[token] = nil
-                }
+                shared.leases.finished(transition.task)
                 if held {
                     shared.statistics.outcomes[transition.audit.outcome, default: 0] += 1
-                } else {
+                } else if written == .written, transition.audit.hasRequest {
                     shared.statistics.staleOutcomes += 1
                 }
             }
         }
         // A corrupt file wrote nothing: the recorder logged each outcome, and the loop stops.
-        if corrupt { events.yield(.storeCorrupt) }
-        for (transition, held) in batch where !corrupt {
+        if written == .corrupt { events.yield(.storeCorrupt) }
+        for (transition, held) in batch where written == .written {
             guard held else {
-                logger.warning("lease no longer held; outcome discarded", metadata: Self.metadata(transition))
+                if transition.audit.hasRequest {
+                    logger.warning("lease lost before the answer was written; recorded in the audit log only",
+                                   metadata: Self.metadata(transition))
+                } else {
+                    logger.debug("task not given back: its lease had been taken over", metadata: Self.metadata(transition))
+                }
                 continue
             }
             switch transition.change {

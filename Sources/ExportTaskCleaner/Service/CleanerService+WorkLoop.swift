@@ -60,6 +60,7 @@ extension CleanerService {
                 case .tick: .tick
                 case .shutdownRequested: .shutdownRequested
                 case .graceExpired: .graceExpired(inFlight: ready.inFlight)
+                case .writeDeadlinePassed: .writeDeadlinePassed
                 }
             }
             shared.withLock { $0.statistics.inFlight = 0 }
@@ -94,6 +95,13 @@ extension CleanerService {
                 try? await clock.sleep(for: grace)
                 sink.yield(.graceExpired)
             }
+        case .scheduleWriteDeadline(let wait):
+            group.addTask { [clock] in
+                try? await clock.sleep(for: wait)
+                sink.yield(.writeDeadlinePassed)
+            }
+        case .abandonUnwritten(let held):
+            logger.error("outcomes still not written after the shutdown grace period; giving up", metadata: ["tasks": "\(held)"])
         case .cancelRequestsInFlight(let inFlight):
             logger.warning("shutdown grace expired; cancelling requests in flight", metadata: ["in_flight": "\(inFlight)"])
             group.cancelAll()
@@ -109,7 +117,7 @@ extension CleanerService {
             let claim = try await self.claim(limit: limit, leaseToken: token, now: now)
             let tasks = claim.tasks
             if !tasks.isEmpty {
-                registerLease(token, tasks: tasks.count)
+                registerLease(token, tasks: tasks, until: claim.leaseUntil)
                 var valid: [ClaimedTask] = []
                 valid.reserveCapacity(tasks.count)
                 for task in tasks {
@@ -141,6 +149,7 @@ extension CleanerService {
     /// needs to wait well (read in the same trip to the database).
     private struct Claim: Sendable {
         var tasks: [ClaimedTask]
+        var leaseUntil: Date
         var shortfall: WorkLoopStateMachine.Shortfall?
     }
 
@@ -148,8 +157,9 @@ extension CleanerService {
         let until = now.addingTimeInterval(options.leaseDuration.timeInterval)
         return try await database.run { store in
             let tasks = try store.claim(limit: limit, leaseToken: leaseToken, leaseUntil: until, now: now)
-            guard tasks.count < limit else { return Claim(tasks: tasks) }
-            return Claim(tasks: tasks, shortfall: .init(nextDue: try store.nextDue(), dataVersion: try store.dataVersion()))
+            guard tasks.count < limit else { return Claim(tasks: tasks, leaseUntil: until) }
+            return Claim(tasks: tasks, leaseUntil: until,
+                         shortfall: .init(nextDue: try store.nextDue(), dataVersion: try store.dataVersion()))
         }
     }
 
@@ -159,9 +169,9 @@ extension CleanerService {
         logger.info("cleaner stopping; no new requests", metadata: ["reason": "\(reason)"])
     }
 
-    private func registerLease(_ token: String, tasks: Int) {
+    private func registerLease(_ token: String, tasks: [ClaimedTask], until: Date) {
         shared.withLock {
-            $0.leaseTokens[token, default: 0] += tasks
+            $0.leases.claimed(tasks, token: token, until: until)
             $0.countsDirty = true
         }
     }

@@ -25,8 +25,8 @@ public final class CleanerService: Service, Sendable {
 
     struct Shared {
         var stopping = false
-        /// Lease tokens of the tasks claimed and not yet committed, and how many each.
-        var leaseTokens: [String: Int] = [:]
+        /// The leases of the tasks claimed and not yet committed.
+        var leases = HeldLeases()
         var statistics = CleanerStatistics()
         var countsDirty = true
         /// The work loop's events, while `run()` runs. Expired leases are announced here: this
@@ -96,12 +96,18 @@ public final class CleanerService: Service, Sendable {
             "drain": "\(options.drain)",
         ])
 
+        // The recorder runs in a task of its own, out of cancellation's reach: cancelling the
+        // service must not drop an outcome the server confirmed (README, "Behaviour under
+        // failures"). It ends once finished below.
+        let recording = Task { await self.recorder.run { batch, written in self.committed(batch, written: written, events: sink) } }
         let outcome = await withTaskGroup(of: Void.self, returning: RunOutcome.self) { background in
-            background.addTask { await self.recorder.run { batch, corrupt in self.committed(batch, corrupt: corrupt, events: sink) } }
             background.addTask { await self.housekeeping(startedAt: startedAt) }
             let outcome = await self.workLoop(events: events, sink: sink)
-            self.recorder.finish()
-            // The recorder has nothing left to write: the work loop waited for every commit.
+            // Normally nothing is left to write: the work loop waited for every commit. Cut
+            // off (cancelled, or past the shutdown deadline), each waiting batch is tried once
+            // more; housekeeping keeps renewing the leases meanwhile.
+            self.recorder.finish(deadline: self.clock.instant())
+            await recording.value
             background.cancelAll()
             return outcome
         }
@@ -114,6 +120,11 @@ public final class CleanerService: Service, Sendable {
             "outcome": "\(outcome)", "requests": "\(statistics.requests)", "finished": "\(statistics.finished)",
             "retries": "\(statistics[.retry])",
         ])
+        let unwritten = recorder.unwritten
+        if unwritten > 0, outcome != .databaseCorrupt {
+            throw CleanerError.runtime(
+                "\(unwritten) outcomes of requests sent could not be written to the queue (each is in the log: task, request ID, outcome); reconcile them with the server before requeueing those tasks")
+        }
         if outcome == .credentialsRefused {
             throw CleanerError(.credentialsRefused,
                                "the service refused our credentials (\(options.credentialsDescription)); the tasks were left pending")
@@ -141,6 +152,8 @@ public final class CleanerService: Service, Sendable {
         case tick
         case shutdownRequested
         case graceExpired
+        /// Outcomes still unwritten this long after the grace period are given up on.
+        case writeDeadlinePassed
     }
 
     var isStopping: Bool { shared.withLock { $0.stopping } }

@@ -4,8 +4,11 @@ public struct CleanerStatistics: Sendable, Equatable {
     public var requests = 0
     /// Audit rows written, by outcome.
     public var outcomes: [AuditOutcome: Int] = [:]
-    /// Outcomes discarded because the task's lease had been taken over meanwhile.
+    /// Answers recorded in the audit log only, because the task's lease had been taken over
+    /// meanwhile (`lease_lost`).
     public var staleOutcomes = 0
+    /// Claimed tasks dropped unsent because their lease lapsed before their turn.
+    public var lapsedLeases = 0
     public var inFlight = 0
 
     public init() {}
@@ -16,6 +19,6 @@ public struct CleanerStatistics: Sendable, Equatable {
 
     /// Tasks that reached a final state.
     public var finished: Int {
-        [.deleted, .notFound, .forbidden, .rejected, .failed, .invalid].reduce(0) { $0 + self[$1] }
+        AuditOutcome.allCases.filter(\.finishes).reduce(0) { $0 + self[$1] }
     }
 }

@@ -6,20 +6,41 @@ import Synchronization
 /// A delete task hands its transition to `submit` and is done: its request slot is free again
 /// at once, while the outcome waits for the next batch. While one batch is being written, the
 /// next one gathers. After each batch, `run`'s `committed` handler learns which transitions
-/// were applied (their lease still held) and which were discarded (a stale writer). A failed
-/// write (busy beyond the timeout, disk full) is retried with backoff: an outcome the server
-/// already confirmed is never dropped while the task's lease is held and the service runs. A
-/// corrupt file is not written again: each outcome goes to the log instead.
+/// were applied (their lease still held; where it did not, an answer still got its audit row).
+///
+/// An outcome the server confirmed is never dropped (README, "Behaviour under failures"): a
+/// failed write (busy beyond the timeout, disk full) is retried with backoff for as long as the
+/// service runs, and the writes are shielded from cancellation. Only past the deadline that
+/// `finish(deadline:)` sets does a write that keeps failing get given up, with each outcome
+/// logged, one line each, and counted in `unwritten`. A corrupt file is not written again: each
+/// outcome goes to the log at once.
 final class OutcomeRecorder: Sendable {
-    /// One written batch: each transition with whether its lease still held.
-    /// `corrupt`: the file is corrupt, so nothing of the batch was written (each outcome is
-    /// in the log) and the service must stop.
-    typealias Committed = @Sendable (_ batch: [(transition: TaskTransition, held: Bool)], _ corrupt: Bool) -> Void
+    /// How a batch ended.
+    enum Written: Sendable, Equatable {
+        /// In the database (`held` says, for each, whether its lease still held).
+        case written
+        /// Nothing was written: the file is corrupt; each outcome is in the log, and the service
+        /// must stop.
+        case corrupt
+        /// Nothing was written: writes kept failing past the deadline; each outcome is in the log.
+        case abandoned
+    }
+
+    /// One batch: each transition with whether its lease still held (false when not written).
+    typealias Committed = @Sendable (_ batch: [(transition: TaskTransition, held: Bool)], _ written: Written) -> Void
+
+    private struct State {
+        var pending: [TaskTransition] = []
+        /// Set by `finish`: past it, a write that fails is not tried again.
+        var deadline: ContinuousClock.Instant?
+        /// Outcomes of requests given up on: the service must not exit 0.
+        var unwritten = 0
+    }
 
     private let store: BlockingStore
     private let clock: any ServiceClock
     private let logger: Logger
-    private let pending = Mutex<[TaskTransition]>([])
+    private let state = Mutex(State())
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -35,18 +56,24 @@ final class OutcomeRecorder: Sendable {
 
     /// Queues `transition` for the next batch.
     func submit(_ transition: TaskTransition) {
-        pending.withLock { $0.append(transition) }
+        state.withLock { $0.pending.append(transition) }
         wake.yield()
     }
 
     /// Queues several transitions for the next batch.
     func submit(contentsOf transitions: [TaskTransition]) {
         guard !transitions.isEmpty else { return }
-        pending.withLock { $0.append(contentsOf: transitions) }
+        state.withLock { $0.pending.append(contentsOf: transitions) }
         wake.yield()
     }
 
-    /// The writer: runs until `finish()`, then writes whatever is still waiting.
+    /// Outcomes with a request that were given up on at the deadline, or not written to a
+    /// corrupt file.
+    var unwritten: Int { state.withLock { $0.unwritten } }
+
+    /// The writer: runs until `finish(deadline:)`, then writes whatever is still waiting. Run it
+    /// where cancellation cannot reach it (the service runs it in a task of its own); it ends
+    /// by itself once finished.
     func run(committed: Committed) async {
         for await _ in wakeups {
             await writePending(committed)
@@ -54,58 +81,54 @@ final class OutcomeRecorder: Sendable {
         await writePending(committed)
     }
 
-    func finish() {
+    /// No more outcomes will come: write what is waiting, retrying failed writes until
+    /// `deadline` (each batch is tried at least once), then end.
+    func finish(deadline: ContinuousClock.Instant) {
+        state.withLock { $0.deadline = deadline }
         wake.finish()
     }
 
     private func writePending(_ committed: Committed) async {
         while true {
-            let batch: [TaskTransition] = pending.withLock { waiting in
-                guard waiting.count > Self.maximumBatch else {
-                    defer { waiting.removeAll(keepingCapacity: true) }
-                    return waiting
+            let batch: [TaskTransition] = state.withLock { state in
+                guard state.pending.count > Self.maximumBatch else {
+                    defer { state.pending.removeAll(keepingCapacity: true) }
+                    return state.pending
                 }
-                defer { waiting.removeFirst(Self.maximumBatch) }
-                return Array(waiting.prefix(Self.maximumBatch))
+                defer { state.pending.removeFirst(Self.maximumBatch) }
+                return Array(state.pending.prefix(Self.maximumBatch))
             }
             guard !batch.isEmpty else { return }
-            let applied = await write(batch)
-            committed(Array(zip(batch, applied.held)), applied.corrupt)
+            let (held, written) = await write(batch)
+            committed(Array(zip(batch, held)), written)
         }
     }
 
-    /// Writes a batch; for each transition whether its lease held, and whether the file is
-    /// corrupt (then nothing was written).
-    private func write(_ transitions: [TaskTransition]) async -> (held: [Bool], corrupt: Bool) {
+    /// Writes a batch, retrying until it is written, the file is found corrupt, or the
+    /// deadline has passed.
+    private func write(_ transitions: [TaskTransition]) async -> (held: [Bool], written: Written) {
         var failures = 0
         while true {
             do {
-                let applied = try await store.run { try $0.apply(transitions) }
+                let applied = try await store.runShielded { try $0.apply(transitions) }
                 if failures > 0 {
                     logger.notice("outcomes written after retrying", metadata: ["outcomes": "\(transitions.count)", "failures": "\(failures)"])
                 }
-                return (applied, false)
+                return (applied, .written)
             } catch let error as SQLiteError where error.isCorruption {
-                // Writing again cannot help. Each outcome goes to the log, so that an operator
-                // can reconcile what the server did with what the queue says.
-                for transition in transitions {
-                    guard transition.audit.delivery != nil else {
-                        // Nothing was sent for it: nothing to reconcile; its lease lapses.
-                        logger.warning("task not given back: the queue is corrupt", metadata: [
-                            "task_id": "\(transition.task.id)", "export_task_id": "\(transition.task.exportTaskID)",
-                        ])
-                        continue
-                    }
-                    logger.critical("outcome not written: the queue is corrupt", metadata: [
-                        "task_id": "\(transition.task.id)", "export_task_id": "\(transition.task.exportTaskID)",
-                        "outcome": "\(transition.audit.outcome.rawValue)", "http_status": "\(transition.audit.httpStatus.map(String.init) ?? "-")",
-                        "request_id": "\(transition.audit.requestID ?? "-")", "error": "\(error)",
-                    ])
-                }
-                return (Array(repeating: false, count: transitions.count), true)
+                // Writing again cannot help.
+                giveUp(transitions, message: "outcome not written: the queue is corrupt", error: error)
+                return (Array(repeating: false, count: transitions.count), .corrupt)
             } catch {
                 failures += 1
-                let delay = Tuning.recorderRetryDelay(failures: failures)
+                let now = clock.instant()
+                let deadline = state.withLock { $0.deadline }
+                if let deadline, now >= deadline {
+                    giveUp(transitions, message: "outcome not written: writes kept failing past the shutdown deadline", error: error)
+                    return (Array(repeating: false, count: transitions.count), .abandoned)
+                }
+                var delay = Tuning.recorderRetryDelay(failures: failures)
+                if let deadline { delay = min(delay, deadline - now) }
                 logger.error("cannot write outcomes; retrying", metadata: [
                     "outcomes": "\(transitions.count)", "failures": "\(failures)",
                     "retry_in_ms": "\(delay.milliseconds)", "error": "\(error)",
@@ -113,12 +136,36 @@ final class OutcomeRecorder: Sendable {
                 do {
                     try await clock.sleep(for: delay)
                 } catch {
-                    // Cancelled: the service is being torn down. The leases will expire and the
-                    // tasks go back to pending; a repeated DELETE is safe.
-                    logger.critical("outcomes not written: cancelled while retrying", metadata: ["outcomes": "\(transitions.count)"])
-                    return (Array(repeating: false, count: transitions.count), false)
+                    // Only a caller that cancels the recorder's own task gets here: then the
+                    // deadline is now, and the next failure is the last.
+                    state.withLock { $0.deadline = min($0.deadline ?? now, now) }
                 }
             }
         }
+    }
+
+    /// Logs each outcome that will not be written, one line each, so that an operator can
+    /// reconcile what the server did with what the queue says.
+    private func giveUp(_ transitions: [TaskTransition], message: Logger.Message, error: any Error) {
+        var requests = 0
+        for transition in transitions {
+            let audit = transition.audit
+            guard audit.hasRequest else {
+                // Nothing was sent for it: nothing to reconcile; its lease lapses.
+                logger.warning("task not given back", metadata: [
+                    "task_id": "\(transition.task.id)", "export_task_id": "\(transition.task.exportTaskID)",
+                ])
+                continue
+            }
+            requests += 1
+            logger.critical(message, metadata: [
+                "task_id": "\(transition.task.id)", "export_task_id": "\(transition.task.exportTaskID)",
+                "attempt": "\(audit.attempt.map(String.init) ?? "-")",
+                "outcome": "\(audit.outcome.rawValue)", "http_status": "\(audit.httpStatus.map(String.init) ?? "-")",
+                "request_id": "\(audit.requestID ?? "-")", "delivery": "\(audit.delivery?.rawValue ?? "-")",
+                "error": "\(error)",
+            ])
+        }
+        state.withLock { $0.unwritten += requests }
     }
 }

@@ -18,6 +18,11 @@ enum Tuning {
     /// their lease ran out. A sweep is one indexed `UPDATE`, so a short lease may sweep often.
     static func leaseSweepInterval(lease: Duration) -> Duration { min(lease / 2, longestLeaseSweepInterval) }
 
+    /// A runner sends a claimed task only while its lease, as last written, has more than this
+    /// left: a tenth of it, at most 30 s. Less means renewals have been failing, and another
+    /// runner may soon take the task over.
+    static func leaseSendMargin(lease: Duration) -> Duration { min(lease / 10, .seconds(30)) }
+
     // MARK: The work loop
 
     /// The longest the work loop sleeps when idle.
@@ -111,6 +116,12 @@ enum Tuning {
 
     /// The longest wait before a failed write of outcomes is tried again.
     static let longestRecorderRetryDelay: Duration = .seconds(5)
+
+    /// After the shutdown grace period, how much longer outcomes that cannot be written are
+    /// retried before the service gives up on them, logs each, and exits 1. With the grace
+    /// period (10 s by default) and one write blocked for SQLite's busy timeout (10 s), this
+    /// stays inside the unit's `TimeoutStopSec=30s`.
+    static let outcomeWriteGrace: Duration = .seconds(5)
 
     /// After `failures` failed writes of a batch in a row: 100 ms, doubling to 5 s. Confirmed
     /// outcomes are never dropped, so the writer keeps trying, but a locked or full database is

@@ -18,6 +18,10 @@ import FoundationEssentials
 ///    whether anything is unfinished; if not, the service has drained.
 /// 5. Stopping and nothing held (every claimed task's outcome written): finish. Otherwise
 ///    report the requests in flight, make sure a tick is coming, and await the next event.
+///
+/// A shutdown request sets two deadlines: at the end of the grace period the requests in
+/// flight are cancelled; `Tuning.outcomeWriteGrace` later, outcomes that still cannot be
+/// written are given up on (the recorder logs each) and the loop finishes.
 struct WorkLoopStateMachine: Sendable {
     /// The figures the decisions depend on, fixed for a run.
     struct Configuration: Equatable, Sendable {
@@ -29,6 +33,8 @@ struct WorkLoopStateMachine: Sendable {
         var idleTick: Duration
         /// How long requests in flight may run on after a shutdown request.
         var shutdownGrace: Duration
+        /// How much longer outcomes that cannot be written are retried.
+        var writeGrace: Duration = Tuning.outcomeWriteGrace
     }
 
     // MARK: Inputs
@@ -53,6 +59,8 @@ struct WorkLoopStateMachine: Sendable {
         case shutdownRequested
         /// The shutdown grace period ran out, with `inFlight` requests still running.
         case graceExpired(inFlight: Int)
+        /// The time for writing outcomes after the grace period ran out.
+        case writeDeadlinePassed
     }
 
     /// What a claim found when fewer tasks were due than asked for, read in the same trip.
@@ -100,6 +108,11 @@ struct WorkLoopStateMachine: Sendable {
         case scheduleTick(after: Duration)
         /// Send `.graceExpired` after this long.
         case scheduleGraceExpiry(after: Duration)
+        /// Send `.writeDeadlinePassed` after this long.
+        case scheduleWriteDeadline(after: Duration)
+        /// Outcomes of this many claimed tasks are still unwritten at the deadline: say so; the
+        /// recorder gives up on those that keep failing.
+        case abandonUnwritten(Int)
         /// Cancel the runners: their requests are cut off and their tasks released.
         case cancelRequestsInFlight(Int)
     }
@@ -233,8 +246,14 @@ struct WorkLoopStateMachine: Sendable {
         case .shutdownRequested:
             if isRunning { effects.append(stop(.gracefulShutdown, outcome: .stopped)) }
             effects.append(.scheduleGraceExpiry(after: configuration.shutdownGrace))
+            effects.append(.scheduleWriteDeadline(after: configuration.shutdownGrace + configuration.writeGrace))
         case .graceExpired(let inFlight):
             if inFlight > 0 { effects.append(.cancelRequestsInFlight(inFlight)) }
+        case .writeDeadlinePassed:
+            if case .stopping(let outcome) = state.lifecycle, state.held > 0 {
+                state.lifecycle = .finished(outcome)
+                return enter(.awaitingEvent, [.abandonUnwritten(state.held)], then: .finish(outcome))
+            }
         }
         if isRunning, configuration.drain, credentialsPaused {
             effects.append(stop(.credentialsRefused, outcome: .credentialsRefused))

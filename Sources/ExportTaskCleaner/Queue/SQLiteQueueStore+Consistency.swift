@@ -1,0 +1,91 @@
+import CSQLite
+import FoundationEssentials
+
+// The tasks checked against their audit rows: `audit --verify` (README, "The database").
+
+/// What the consistency check found.
+public struct ConsistencyReport: Sendable, Equatable {
+    /// Tasks checked.
+    public var tasks = 0
+    /// Tasks that do not agree with their audit rows.
+    public var inconsistent = 0
+    /// The first few of them, one line each.
+    public var problems: [String] = []
+
+    /// Lines kept in `problems` at most.
+    public static let shownProblems = 20
+}
+
+extension SQLiteQueueStore {
+    /// Checks every task against its audit rows since its last `requeued` row (its *cycle*):
+    /// - a finished task has exactly one final row (an outcome that ends a task, not
+    ///   `lease_lost`), and it names the task's state; a task not finished has none;
+    /// - `attempts` equals the distinct attempt numbers of the cycle's rows that use one (an
+    ///   `in_progress` task may also have one more: written ahead at its claim);
+    /// - an `in_progress` task has a lease (token and expiry).
+    /// One read transaction: a service writing meanwhile does not confuse it.
+    public func checkConsistency() throws -> ConsistencyReport {
+        let finals = AuditOutcome.allCases.filter(\.finishes).map { "'\($0.rawValue)'" }.joined(separator: ", ")
+        return try withConnection { db in
+            try db.readTransaction {
+                let statement = try db.prepare("""
+                    WITH since AS (
+                        SELECT task_id, max(id) AS after FROM audit_log WHERE outcome = 'requeued' GROUP BY task_id
+                    ), cycle AS (
+                        SELECT a.task_id,
+                            sum(a.outcome IN (\(finals)) AND a.lease_lost IS NULL) AS finals,
+                            max(CASE WHEN a.outcome IN (\(finals)) AND a.lease_lost IS NULL THEN a.id END) AS last_final,
+                            count(DISTINCT CASE WHEN a.attempt IS NOT NULL AND a.outcome <> 'auth_refused'
+                                AND NOT (a.outcome = 'released' AND a.delivery IS 'not_sent') THEN a.attempt END) AS attempts
+                        FROM audit_log a LEFT JOIN since s ON s.task_id = a.task_id
+                        WHERE a.id > ifnull(s.after, 0)
+                        GROUP BY a.task_id
+                    )
+                    SELECT t.id, t.export_task_id, t.state, t.attempts,
+                        t.lease_token IS NOT NULL AND t.lease_expires_at IS NOT NULL,
+                        ifnull(c.finals, 0), (SELECT outcome FROM audit_log WHERE id = c.last_final), ifnull(c.attempts, 0)
+                    FROM export_tasks t LEFT JOIN cycle c ON c.task_id = t.id
+                    ORDER BY t.id
+                    """)
+                defer { statement.reset() }
+                var report = ConsistencyReport()
+                while try statement.step() {
+                    report.tasks += 1
+                    guard let problem = Self.problem(statement) else { continue }
+                    report.inconsistent += 1
+                    if report.problems.count < ConsistencyReport.shownProblems {
+                        let name = TextFormat.printable(ExportTaskID.recordable(statement.string(1)))
+                        report.problems.append("task \(statement.int(0)) (\(name)): \(problem)")
+                    }
+                }
+                return report
+            }
+        }
+    }
+
+    /// What is wrong with one row of the check's query, or nil.
+    private static func problem(_ row: SQLiteStatement) -> String? {
+        let stateText = row.string(2)
+        guard let state = TaskState(rawValue: stateText) else { return "state \(TextFormat.printable(stateText)) is unknown" }
+        guard row.isInteger(3) else { return "attempts is not an integer" }
+        let attempts = row.int(3), leased = row.int(4) != 0, finalRows = row.int(5)
+        let finalOutcome = row.optionalString(6), attemptRows = row.int(7)
+        if state.isFinished {
+            if finalRows != 1 { return "\(state.rawValue), with \(finalRows) final audit rows since its last requeue (expected 1)" }
+            if finalOutcome != state.rawValue {
+                return "\(state.rawValue), but its final audit row says \(finalOutcome.map(TextFormat.printable) ?? "nothing")"
+            }
+        } else if finalRows != 0 {
+            return "\(state.rawValue), with a final audit row (\(finalOutcome.map(TextFormat.printable) ?? "?")) since its last requeue"
+        }
+        if state == .inProgress {
+            if !leased { return "in_progress without a lease" }
+            if attemptRows != attempts && attemptRows != attempts - 1 {
+                return "attempts \(attempts), but \(attemptRows) attempts on record (in progress: \(attempts - 1) or \(attempts) expected)"
+            }
+        } else if attemptRows != attempts {
+            return "attempts \(attempts), but \(attemptRows) attempts on record since its last requeue"
+        }
+        return nil
+    }
+}
