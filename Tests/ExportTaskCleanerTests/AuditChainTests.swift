@@ -127,12 +127,16 @@ struct AuditVerifyCommandTests {
         let good = try world.launch(["audit", "--verify"])
         #expect(try await good.exit(within: .seconds(30)) == 0, "\(good.stderrText)")
         #expect(good.stdoutText.hasPrefix("audit chain verified: 1 rows; head row 1 hash "))
+        #expect(good.stdoutText.contains("tasks consistent with the audit log: 3 tasks"))
 
         let db = try SQLiteConnection(path: world.database)
         try db.execute("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET outcome = 'deleted' WHERE id = 1")
         let bad = try world.launch(["audit", "--verify"])
         #expect(try await bad.exit(within: .seconds(30)) == 1)
         #expect(bad.stderrText.contains("audit chain broken after 0 good rows: row 1 does not match its hash"))
+        // The invalid task now has a final row that disagrees with its state.
+        #expect(bad.stderrText.contains("tasks inconsistent with the audit log: 1 of 3"))
+        #expect(bad.stderrText.contains("task 3 (not valid!): invalid, but its final audit row says deleted"))
         try await world.stop()
     }
 }

@@ -239,13 +239,17 @@ struct ObservedTransport: IoTDATransport {
     let inner: any IoTDATransport
     let started = EventLog<String>()
     let startTimes = EventLog<ContinuousClock.Instant>()
+    /// Each request as its result came back.
+    let finished = EventLog<String>()
     let gate = Gate()
 
     func delete(_ request: DeleteRequest) async -> DeleteResult {
         startTimes.append(.now)
         started.append(request.exportTaskID)
         await gate.pass(request.exportTaskID)
-        return await inner.delete(request)
+        let result = await inner.delete(request)
+        finished.append(request.exportTaskID)
+        return result
     }
 }
 

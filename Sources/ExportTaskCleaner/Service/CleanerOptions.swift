@@ -16,6 +16,9 @@ public struct CleanerOptions: Sendable {
     public var statusInterval: Duration = Tuning.statusInterval
     /// How often a progress line is logged at info while there is work.
     public var progressInterval: Duration = Tuning.progressInterval
+    /// After the shutdown grace period, how much longer outcomes that cannot be written are
+    /// retried before they are given up on (logged one each, and `run()` throws).
+    public var outcomeWriteGrace: Duration = Tuning.outcomeWriteGrace
 
     public init(projectID: String, instanceID: String? = nil, concurrency: Int = 8, maxRequestsPerSecond: Double = 20,
                 leaseDuration: Duration = .seconds(300), shutdownGrace: Duration = .seconds(10),

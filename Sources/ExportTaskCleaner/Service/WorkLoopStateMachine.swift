@@ -202,7 +202,7 @@ struct WorkLoopStateMachine: Sendable {
     init(options: CleanerOptions, dataVersion: Int) {
         self.init(configuration: Configuration(
             prefetch: Tuning.prefetch(concurrency: options.concurrency), drain: options.drain,
-            idleTick: options.idleTick, shutdownGrace: options.shutdownGrace),
+            idleTick: options.idleTick, shutdownGrace: options.shutdownGrace, writeGrace: options.outcomeWriteGrace),
                   state: State(dataVersion: dataVersion))
     }
 
