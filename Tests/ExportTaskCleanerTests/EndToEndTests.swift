@@ -280,21 +280,6 @@ struct World {
         return states
     }
 
-    /// Per export task ID: its audit rows that may stand for a request (delivery `answered` or
-    /// `unknown`), and its `attempts`.
-    func requestRecords() throws -> [String: (rows: Int, attempts: Int)] {
-        let db = try SQLiteConnection(path: database)
-        let statement = try db.prepare("""
-            SELECT t.export_task_id, t.attempts, ifnull(r.rows, 0) FROM export_tasks t
-            LEFT JOIN (SELECT task_id, count(*) AS rows FROM audit_log WHERE delivery IN ('answered', 'unknown') GROUP BY task_id) r
-                ON r.task_id = t.id
-            """)
-        var records: [String: (rows: Int, attempts: Int)] = [:]
-        while try statement.step() { records[statement.string(0)] = (statement.int(2), statement.int(1)) }
-        statement.reset()
-        return records
-    }
-
     func scalar(_ sql: String) throws -> Int {
         try SQLiteConnection(path: database).scalarInt(sql) ?? 0
     }
