@@ -71,8 +71,10 @@ struct RunCommand: AsyncParsableCommand {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
-        // The cleaner finishes its own grace period; past this, cancellation takes over.
-        group.maximumGracefulShutdownDuration = options.shutdownGrace + .seconds(5)
+        // The cleaner ends its own grace period and, 5 s later, its writes of outcomes (README,
+        // "Behaviour under failures"); a write may block for SQLite's busy timeout (10 s) on
+        // top. Past this, cancellation takes over: a backstop, not the plan.
+        group.maximumGracefulShutdownDuration = options.shutdownGrace + options.outcomeWriteGrace + .seconds(15)
         do {
             try await ServiceGroup(configuration: group).run()
         } catch let error as CleanerError where error.code == .credentialsRefused {

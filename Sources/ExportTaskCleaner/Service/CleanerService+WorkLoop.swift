@@ -15,7 +15,7 @@ extension CleanerService {
             group.addTask {
                 // Throws only when the loop is over (cancelled): nothing to report then.
                 guard (try? await gracefulShutdown()) != nil else { return }
-                sink.yield(.shutdownRequested)
+                sink.yield(.shutdownRequested(at: self.clock.now()))
             }
             var iterator = events.makeAsyncIterator()
             let ready = ReadyTasks()
@@ -58,7 +58,7 @@ extension CleanerService {
                 case .tasksReturned: .tasksReturned
                 case .storeCorrupt: .storeCorrupt
                 case .tick: .tick
-                case .shutdownRequested: .shutdownRequested
+                case .shutdownRequested(let at): .shutdownRequested(at: at)
                 case .graceExpired: .graceExpired(inFlight: ready.inFlight)
                 case .writeDeadlinePassed: .writeDeadlinePassed
                 }

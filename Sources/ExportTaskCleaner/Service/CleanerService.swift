@@ -150,7 +150,9 @@ public final class CleanerService: Service, Sendable {
         /// Outcomes could not be written: the file is corrupt.
         case storeCorrupt
         case tick
-        case shutdownRequested
+        /// Graceful shutdown was asked for at this time (the loop may take it up later, after a
+        /// write that blocked).
+        case shutdownRequested(at: Date)
         case graceExpired
         /// Outcomes still unwritten this long after the grace period are given up on.
         case writeDeadlinePassed

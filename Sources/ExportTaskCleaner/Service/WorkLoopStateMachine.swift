@@ -56,7 +56,9 @@ struct WorkLoopStateMachine: Sendable {
         case storeCorrupt
         /// The tick the machine scheduled.
         case tick
-        case shutdownRequested
+        /// Graceful shutdown was asked for at this time: its deadlines count from then, however
+        /// late the loop takes the request up (after a claim blocked on a locked database).
+        case shutdownRequested(at: Date)
         /// The shutdown grace period ran out, with `inFlight` requests still running.
         case graceExpired(inFlight: Int)
         /// The time for writing outcomes after the grace period ran out.
@@ -187,6 +189,10 @@ struct WorkLoopStateMachine: Sendable {
         var ticking = false
         /// Claims failed in a row.
         var storeFailures = 0
+        /// After a failed claim, only the backoff tick tries again: each claim on a locked
+        /// database blocks for SQLite's busy timeout, and the other events (answers, freed
+        /// slots) would otherwise each try one more, holding up a shutdown request behind them.
+        var claimBackingOff = false
         /// The requests in flight last published.
         var reportedInFlight = 0
     }
@@ -243,10 +249,11 @@ struct WorkLoopStateMachine: Sendable {
         case .tick:
             state.ticking = false
             state.pollDue = true
-        case .shutdownRequested:
+        case .shutdownRequested(let at):
             if isRunning { effects.append(stop(.gracefulShutdown, outcome: .stopped)) }
-            effects.append(.scheduleGraceExpiry(after: configuration.shutdownGrace))
-            effects.append(.scheduleWriteDeadline(after: configuration.shutdownGrace + configuration.writeGrace))
+            let late = Duration.seconds(max(0, now.timeIntervalSince(at)))
+            effects.append(.scheduleGraceExpiry(after: max(.zero, configuration.shutdownGrace - late)))
+            effects.append(.scheduleWriteDeadline(after: max(.zero, configuration.shutdownGrace + configuration.writeGrace - late)))
         case .graceExpired(let inFlight):
             if inFlight > 0 { effects.append(.cancelRequestsInFlight(inFlight)) }
         case .writeDeadlinePassed:
@@ -255,6 +262,7 @@ struct WorkLoopStateMachine: Sendable {
                 return enter(.awaitingEvent, [.abandonUnwritten(state.held)], then: .finish(outcome))
             }
         }
+        state.claimBackingOff = state.storeFailures > 0 && event != .tick
         if isRunning, configuration.drain, credentialsPaused {
             effects.append(stop(.credentialsRefused, outcome: .credentialsRefused))
         }
@@ -283,7 +291,7 @@ struct WorkLoopStateMachine: Sendable {
         case (.measuring(let now), .slotsFree(let free, let verified, let waiting)):
             // Nothing is claimed ahead until an answer shows the credentials work.
             let ahead = verified ? configuration.prefetch : 0
-            if state.work == .mayHaveWork, free + ahead > 0, waiting < free + ahead / 2 {
+            if state.work == .mayHaveWork, !state.claimBackingOff, free + ahead > 0, waiting < free + ahead / 2 {
                 return enter(.claiming(now: now, free: free), [], then: .claim(limit: free + ahead - waiting, now: now))
             }
             return afterClaim(free: free, [])
