@@ -106,8 +106,9 @@ struct AuditTrailTests {
             // claimed ahead for the same slot.
             #expect(await harness.transport.finished.wait { $0.contains("warm") })
             #expect(await clock.waitForSleepers(atLeast: ServiceHarness.idleSleepers))
-            #expect(await clock.advanceAndSettle(by: .seconds(1)))
+            clock.advance(by: .seconds(1))
             #expect(await harness.transport.started.wait { $0.contains("held") })
+            #expect(await clock.waitForSleepers(atLeast: ServiceHarness.idleSleepers))
             #expect(try harness.rows()["ahead"]?.state == "in_progress")
             for _ in 1...3 { #expect(await clock.advanceAndSettle(by: .seconds(16))) }
             #expect(try harness.rows()["ahead"]?.state == "pending")

@@ -27,8 +27,12 @@ extension CleanerService {
                 let text = statusText(counts: counts)
                 _ = notifier?.status(text)
                 let now = clock.now()
-                do { try await database.run { try $0.heartbeat(startedAt: startedAt, status: text, now: now) } } catch {
-                    logger.warning("cannot write the heartbeat", metadata: ["error": "\(error)"])
+                // Not while stopping: the service removes it as it ends, and on a locked
+                // database the write would hold up the outcomes' last writes behind it.
+                if !isStopping {
+                    do { try await database.run { try $0.heartbeat(startedAt: startedAt, status: text, now: now) } } catch {
+                        logger.warning("cannot write the heartbeat", metadata: ["error": "\(error)"])
+                    }
                 }
             }
             if now - lastProgress >= options.progressInterval {

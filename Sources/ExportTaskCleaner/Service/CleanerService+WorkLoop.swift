@@ -15,6 +15,7 @@ extension CleanerService {
             group.addTask {
                 // Throws only when the loop is over (cancelled): nothing to report then.
                 guard (try? await gracefulShutdown()) != nil else { return }
+                self.shared.withLock { $0.shutdownPending = true }
                 sink.yield(.shutdownRequested(at: self.clock.now()))
             }
             var iterator = events.makeAsyncIterator()
@@ -41,7 +42,11 @@ extension CleanerService {
                         let slots = traffic.freeSlots(inFlight: ready.inFlight, now: clock.instant())
                         actions = machine.on(.slotsFree(free: slots.free, verified: slots.verified, waiting: ready.count))
                     case .claim(let limit, let now):
-                        actions = await claim(limit: limit, now: now, into: ready, machine: &machine)
+                        // A shutdown request still waiting in the stream (behind events that came
+                        // while a claim blocked on a locked database): no new work.
+                        actions = shared.withLock({ $0.shutdownPending })
+                            ? machine.on(.claimed(tasks: 0, shortfall: nil))
+                            : await claim(limit: limit, now: now, into: ready, machine: &machine)
                     case .checkDrained:
                         let unfinished = try? await database.run { try $0.hasUnfinishedTasks() }
                         actions = machine.on(.drainChecked(unfinished: unfinished))

@@ -25,6 +25,8 @@ public final class CleanerService: Service, Sendable {
 
     struct Shared {
         var stopping = false
+        /// Graceful shutdown was asked for; the work loop may not have taken it up yet.
+        var shutdownPending = false
         /// The leases of the tasks claimed and not yet committed.
         var leases = HeldLeases()
         var statistics = CleanerStatistics()
@@ -112,15 +114,19 @@ public final class CleanerService: Service, Sendable {
             return outcome
         }
         finalOutcome.withLock { $0 = outcome }
-        do { try await database.run { try $0.removeHeartbeat() } } catch {
-            logger.warning("cannot remove the heartbeat", metadata: ["error": "\(error)"])
+        let unwritten = recorder.unwritten
+        if unwritten == 0 {
+            do { try await database.run { try $0.removeHeartbeat() } } catch {
+                logger.warning("cannot remove the heartbeat", metadata: ["error": "\(error)"])
+            }
         }
+        // Otherwise the database refuses writes: another would only block for its busy
+        // timeout. `status` shows the heartbeat as stale after 30 s.
         let statistics = self.statistics
         logger.info("cleaner stopped", metadata: [
             "outcome": "\(outcome)", "requests": "\(statistics.requests)", "finished": "\(statistics.finished)",
             "retries": "\(statistics[.retry])",
         ])
-        let unwritten = recorder.unwritten
         if unwritten > 0, outcome != .databaseCorrupt {
             throw CleanerError.runtime(
                 "\(unwritten) outcomes of requests sent could not be written to the queue (each is in the log: task, request ID, outcome); reconcile them with the server before requeueing those tasks")

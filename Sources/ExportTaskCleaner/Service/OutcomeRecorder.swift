@@ -82,13 +82,15 @@ final class OutcomeRecorder: Sendable {
     }
 
     /// No more outcomes will come: write what is waiting, retrying failed writes until
-    /// `deadline` (each batch is tried at least once), then end.
+    /// `deadline`, then end. Each batch is tried at least once, until one fails past the
+    /// deadline: the rest are then given up on at once.
     func finish(deadline: ContinuousClock.Instant) {
         state.withLock { $0.deadline = deadline }
         wake.finish()
     }
 
     private func writePending(_ committed: Committed) async {
+        var abandoning = false
         while true {
             let batch: [TaskTransition] = state.withLock { state in
                 guard state.pending.count > Self.maximumBatch else {
@@ -99,7 +101,15 @@ final class OutcomeRecorder: Sendable {
                 return Array(state.pending.prefix(Self.maximumBatch))
             }
             guard !batch.isEmpty else { return }
+            if abandoning {
+                // A write already failed past the deadline: each further try would block for
+                // SQLite's busy timeout again, and the stop must stay bounded.
+                giveUp(batch, message: "outcome not written: writes kept failing past the shutdown deadline", error: nil)
+                committed(batch.map { ($0, false) }, .abandoned)
+                continue
+            }
             let (held, written) = await write(batch)
+            abandoning = written == .abandoned
             committed(Array(zip(batch, held)), written)
         }
     }
@@ -146,7 +156,7 @@ final class OutcomeRecorder: Sendable {
 
     /// Logs each outcome that will not be written, one line each, so that an operator can
     /// reconcile what the server did with what the queue says.
-    private func giveUp(_ transitions: [TaskTransition], message: Logger.Message, error: any Error) {
+    private func giveUp(_ transitions: [TaskTransition], message: Logger.Message, error: (any Error)?) {
         var requests = 0
         for transition in transitions {
             let audit = transition.audit
@@ -163,7 +173,7 @@ final class OutcomeRecorder: Sendable {
                 "attempt": "\(audit.attempt.map(String.init) ?? "-")",
                 "outcome": "\(audit.outcome.rawValue)", "http_status": "\(audit.httpStatus.map(String.init) ?? "-")",
                 "request_id": "\(audit.requestID ?? "-")", "delivery": "\(audit.delivery?.rawValue ?? "-")",
-                "error": "\(error)",
+                "error": "\(error.map { "\($0)" } ?? "not tried again: an earlier write failed past the deadline")",
             ])
         }
         state.withLock { $0.unwritten += requests }
