@@ -140,21 +140,8 @@ struct AuditTrailTests {
     @Test("writes fail from before SIGTERM to past the deadline: run() throws, each confirmed outcome is logged, one line each")
     func writesFailPastTheDeadline() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["full-1", "full-2", "full-3"])
-        harness.store.failingWrites.withLock { $0 = .max }
-        var options = ServiceHarness.options(concurrency: 4, drain: false, grace: .milliseconds(100))
-        options.outcomeWriteGrace = .milliseconds(300)
-        let service = harness.service(options)
         let failure = await #expect(throws: CleanerError.self) {
-            try await testGracefulShutdown { trigger in
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await service.run() }
-                    #expect(await harness.transport.finished.wait { $0.count >= 3 })
-                    #expect(await harness.logs.wait(for: "cannot write outcomes; retrying"))
-                    trigger.triggerGracefulShutdown()
-                    try await group.waitForAll()
-                }
-            }
+            try await shutDownWithWritesFailing(harness, ids: ["full-1", "full-2", "full-3"], writeGrace: .milliseconds(300)) {}
         }
         #expect(failure?.description.contains("3 outcomes of requests sent could not be written") == true)
         let lines = harness.logs.lines.filter { $0.message == "outcome not written: writes kept failing past the shutdown deadline" }
@@ -167,25 +154,34 @@ struct AuditTrailTests {
     @Test("writes fail at SIGTERM and recover within the deadline: every outcome is written, and run() ends cleanly")
     func writesRecoverBeforeTheDeadline() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["late-1", "late-2", "late-3"])
-        harness.store.failingWrites.withLock { $0 = .max }
-        var options = ServiceHarness.options(concurrency: 4, drain: false, grace: .milliseconds(100))
-        options.outcomeWriteGrace = .seconds(20)
-        let service = harness.service(options)
-        try await testGracefulShutdown { trigger in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await service.run() }
-                #expect(await harness.transport.finished.wait { $0.count >= 3 })
-                #expect(await harness.logs.wait(for: "cannot write outcomes; retrying"))
-                trigger.triggerGracefulShutdown()
-                #expect(await harness.logs.wait(for: "cleaner stopping; no new requests"))
-                harness.store.failingWrites.withLock { $0 = 0 }
-                try await group.waitForAll()
-            }
+        try await shutDownWithWritesFailing(harness, ids: ["late-1", "late-2", "late-3"], writeGrace: .seconds(20)) {
+            #expect(await harness.logs.wait(for: "cleaner stopping; no new requests"))
+            harness.store.failingWrites.withLock { $0 = 0 }
         }
         #expect(try harness.rows().values.allSatisfy { $0.state == "deleted" && $0.attempts == 1 })
         #expect(!harness.logs.lines.contains { $0.message.hasPrefix("outcome not written") })
         try await harness.shutdown()
+    }
+
+    /// Runs a service over `ids` whose outcome writes all fail (a full disk), shuts it down
+    /// gracefully once every request was answered, then runs `afterShutdown`.
+    private func shutDownWithWritesFailing(_ harness: ServiceHarness, ids: [String], writeGrace: Duration,
+                                           afterShutdown: @escaping @Sendable () async -> Void) async throws {
+        try harness.enqueue(ids)
+        harness.store.failingWrites.withLock { $0 = .max }
+        var options = ServiceHarness.options(concurrency: 4, drain: false, grace: .milliseconds(100))
+        options.outcomeWriteGrace = writeGrace
+        let service = harness.service(options)
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                #expect(await harness.transport.finished.wait { $0.count >= ids.count })
+                #expect(await harness.logs.wait(for: "cannot write outcomes; retrying"))
+                trigger.triggerGracefulShutdown()
+                await afterShutdown()
+                try await group.waitForAll()
+            }
+        }
     }
 
     @Test("cancelled with outcomes queued behind a slow write: every one is written")
