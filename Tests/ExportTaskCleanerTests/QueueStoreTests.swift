@@ -179,7 +179,7 @@ struct QueueStoreTests {
         _ = try store.enqueue(TestSupport.items(["e1", "e2"]), now: now)
         let claimed = try store.claim(limit: 1, leaseToken: "dead", leaseUntil: now + 5, now: now)
         _ = try store.claim(limit: 1, leaseToken: "live", leaseUntil: now + 500, now: now)
-        try store.renewLeases(tokens: ["live"], until: now + 600)
+        _ = try store.renewLeases(tokens: ["live"], until: now + 600)
         #expect(try store.expireLeases(now: now + 6).map(\.exportTaskID) == claimed.map(\.exportTaskID))
         #expect(try store.counts()[.pending] == 1)
         #expect(try store.counts()[.inProgress] == 1)
