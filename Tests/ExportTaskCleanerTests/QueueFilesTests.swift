@@ -41,9 +41,16 @@ struct QueueFilesTests {
         try Data(#"{"region": "cn-north-4", "project_id": "p1", "database": "\#(database)"}"#.utf8)
             .write(to: URL(fileURLWithPath: config))
         chmod(config, 0o644)
+        // A copy beside the queue: the build folder may sit where nobody cannot reach it
+        // (a clone in a 0700 temporary folder).
+        let binary = folder + "/export-task-cleaner"
+        if !FileManager.default.fileExists(atPath: binary) {
+            try FileManager.default.copyItem(atPath: ChildProcess.binary.path, toPath: binary)
+            chmod(binary, 0o755)
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-        process.arguments = ["-u", "nobody", "--", ChildProcess.binary.path, "enqueue", "--config", config, id]
+        process.arguments = ["-u", "nobody", "--", binary, "enqueue", "--config", config, id]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
