@@ -42,6 +42,17 @@ extension SQLiteQueueStore {
     /// Rows per multi-row statement, largest first: a batch is written with as few as possible.
     static let statementBatchSizes = [32, 16, 8, 4, 2, 1]
 
+    /// Splits `count` rows into runs of ``statementBatchSizes``, largest first, and calls `body`
+    /// with each run's first row and the index of its size (which picks the prepared SQL).
+    static func forEachStatementBatch(of count: Int, _ body: (_ start: Int, _ sizeIndex: Int) throws -> Void) rethrows {
+        var start = 0
+        while start < count {
+            let sizeIndex = statementBatchSizes.firstIndex { $0 <= count - start } ?? statementBatchSizes.count - 1
+            try body(start, sizeIndex)
+            start += statementBatchSizes[sizeIndex]
+        }
+    }
+
     /// Values bound per transition in `applySQL`.
     private static let valuesPerTransition = 12
 
@@ -73,13 +84,10 @@ extension SQLiteQueueStore {
     private func applyBatched(_ transitions: [TaskTransition], _ db: SQLiteConnection) throws -> [Bool] {
         var held = Set<Int>()
         held.reserveCapacity(transitions.count)
-        var next = 0
-        while next < transitions.count {
-            let choice = Self.statementBatchSizes.firstIndex { $0 <= transitions.count - next } ?? Self.statementBatchSizes.count - 1
-            let size = Self.statementBatchSizes[choice]
+        try Self.forEachStatementBatch(of: transitions.count) { next, choice in
             let statement = try db.prepare(Self.applySQL[choice])
             defer { statement.reset() }
-            for offset in 0..<size {
+            for offset in 0..<Self.statementBatchSizes[choice] {
                 let transition = transitions[next + offset]
                 let record = transition.audit
                 let base = Int32(offset * Self.valuesPerTransition)
@@ -100,7 +108,6 @@ extension SQLiteQueueStore {
             while try statement.step() {
                 held.insert(statement.int(0))
             }
-            next += size
         }
         return transitions.map { held.contains($0.task.id) }
     }

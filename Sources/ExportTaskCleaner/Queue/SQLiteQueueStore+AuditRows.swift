@@ -54,13 +54,10 @@ extension SQLiteQueueStore {
             guard lastID < Int.max - rows.count else {
                 throw CleanerError.runtime("audit_log: row \(lastID) leaves no room for more IDs; it was not written by export-task-cleaner (see `audit --verify`)")
             }
-            var next = 0
-            while next < rows.count {
-                let choice = Self.chunkSizes.firstIndex { $0 <= rows.count - next } ?? Self.chunkSizes.count - 1
-                let size = Self.chunkSizes[choice]
+            try SQLiteQueueStore.forEachStatementBatch(of: rows.count) { next, choice in
                 let statement = try db.prepare(Self.sql[choice])
                 statement.bind(runner, at: 1)
-                for offset in 0..<size {
+                for offset in 0..<Self.chunkSizes[choice] {
                     let row = rows[next + offset]
                     let record = row.record
                     let id = lastID + next + offset + 1
@@ -93,7 +90,6 @@ extension SQLiteQueueStore {
                     statement.bind(record.leaseLost ? 1 : Int?.none, at: base + 14)
                 }
                 try statement.run()
-                next += size
             }
         }
 
