@@ -31,6 +31,12 @@ public enum ExportTaskID {
     /// character boundary), then `... (N bytes in all)`.
     public static let recordedBytes = 64
 
+    /// `id` as read from a column another tool wrote, fit for a log line or a report: bounded
+    /// as ``recordable(_:)`` and with control characters escaped.
+    static func shown(_ id: String) -> String {
+        TextFormat.printable(recordable(id))
+    }
+
     /// `id` as it is recorded when invalid: whole up to `recordedBytes` bytes, else cut and
     /// marked as cut.
     public static func recordable(_ id: String) -> String {

@@ -112,7 +112,7 @@ extension SQLiteQueueStore {
         if task.problem != nil {
             // Recorded and logged bounded and escaped, as `enqueue` records an invalid ID: the
             // audit log is append-only, and a line break would fake a journal line.
-            task.exportTaskID = TextFormat.printable(ExportTaskID.recordable(task.exportTaskID))
+            task.exportTaskID = ExportTaskID.shown(task.exportTaskID)
         }
         return task
     }

@@ -54,7 +54,7 @@ extension SQLiteQueueStore {
                     guard let problem = Self.problem(statement) else { continue }
                     report.inconsistent += 1
                     if report.problems.count < ConsistencyReport.shownProblems {
-                        let name = TextFormat.printable(ExportTaskID.recordable(statement.string(1)))
+                        let name = ExportTaskID.shown(statement.string(1))
                         report.problems.append("task \(statement.int(0)) (\(name)): \(problem)")
                     }
                 }
