@@ -43,6 +43,8 @@ public struct CleanerOptions: Sendable {
 
     /// Leases are renewed this often while their requests are in flight.
     var leaseRenewalInterval: Duration { Tuning.leaseRenewalInterval(lease: leaseDuration) }
+    /// A runner sends a claimed task only while its lease has more than this left.
+    var leaseSendMargin: Duration { Tuning.leaseSendMargin(lease: leaseDuration) }
     /// Dead leases (of a process that died) are looked for this often.
     var leaseSweepInterval: Duration { Tuning.leaseSweepInterval(lease: leaseDuration) }
     /// The work loop wakes at least this often, even when idle, so the watchdog sees it alive.

@@ -27,12 +27,19 @@ extension CleanerService {
             recorder.submit(releasing(task, reason: reason))
             return
         }
-        let margin = Tuning.leaseSendMargin(lease: options.leaseDuration)
         let now = clock.now()
-        guard shared.withLock({ $0.leases.mayStart(task, now: now, margin: margin) }) else {
+        // One lock for the check and the count: this is every request's path.
+        let mayStart = shared.withLock { shared in
+            guard shared.leases.mayStart(task, now: now, margin: options.leaseSendMargin) else {
+                shared.statistics.lapsedLeases += 1
+                return false
+            }
+            shared.statistics.requests += 1
+            return true
+        }
+        guard mayStart else {
             // Claimed ahead, and this runner stalled (stopped, or renewals failing) until the
             // lease lapsed: another runner may hold the task now. Given back if it is still ours.
-            shared.withLock { $0.statistics.lapsedLeases += 1 }
             logger.warning("lease lapsed before the request was sent; not sent", metadata: [
                 "task_id": "\(task.id)", "export_task_id": "\(task.exportTaskID)",
             ])
@@ -41,7 +48,6 @@ extension CleanerService {
         }
         let request = DeleteRequest(exportTaskID: task.exportTaskID, projectID: task.projectID ?? options.projectID,
                                     instanceID: task.instanceID ?? options.instanceID)
-        shared.withLock { $0.statistics.requests += 1 }
         let result = await transport.delete(request)
         report(traffic.observe(result, now: clock.instant()), result: result, task: task)
         recorder.submit(transition(for: task, result: result, cancelled: Task.isCancelled))
