@@ -253,6 +253,18 @@ struct AuditTrailTests {
         ])
     }
 
+    @Test("the consistency check does no arithmetic that another tool's attempts could overflow")
+    func consistencyCheckOfHugeAttempts() throws {
+        let (store, path) = try TestSupport.makeStore()
+        _ = try store.enqueue(TestSupport.items(["huge"]), now: now)
+        _ = try store.claim(limit: 1, leaseToken: "t", leaseUntil: now + 30, now: now)
+        try SQLiteConnection(path: path).execute("UPDATE export_tasks SET attempts = 9223372036854775807")
+        let report = try store.checkConsistency()
+        #expect(report.problems == [
+            "task 1 (huge): attempts 9223372036854775807, but 0 attempts on record (in progress: one ahead of them at most)",
+        ])
+    }
+
     @Test("run() a second time fails at once with a clear error")
     func runTwice() async throws {
         let harness = try await ServiceHarness.start()

@@ -80,8 +80,10 @@ extension SQLiteQueueStore {
         }
         if state == .inProgress {
             if !leased { return "in_progress without a lease" }
-            if attemptRows != attempts && attemptRows != attempts - 1 {
-                return "attempts \(attempts), but \(attemptRows) attempts on record (in progress: \(attempts - 1) or \(attempts) expected)"
+            // Counted from the rows (small, never negative), not from `attempts`, which another
+            // tool may have set to any integer: no arithmetic on it can overflow.
+            if attemptRows != attempts && attemptRows + 1 != attempts {
+                return "attempts \(attempts), but \(attemptRows) attempts on record (in progress: one ahead of them at most)"
             }
         } else if attemptRows != attempts {
             return "attempts \(attempts), but \(attemptRows) attempts on record since its last requeue"
