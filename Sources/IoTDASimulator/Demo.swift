@@ -125,7 +125,11 @@ public enum Demo {
             lines.append(headline)
             lines.append("Simulator \(endpoint): \(mixDescription), \(latency.milliseconds) ms latency, \(signing.rawValue) signatures checked; concurrency \(concurrency).")
             lines.append("")
-            let outcomes: [TaskState] = [.deleted, .notFound, .forbidden, .rejected, .failed, .invalid]
+            // `not_found_after_unknown` only when there is one (a request whose answer was lost),
+            // so that the rows always add up to the total.
+            let outcomes: [TaskState] = [.deleted, .notFound]
+                + ((counts[.notFoundAfterUnknown] ?? 0) > 0 ? [.notFoundAfterUnknown] : [])
+                + [.forbidden, .rejected, .failed, .invalid]
             let rows: [(String, String, String)] = outcomes.map { state in
                 let count = counts[state] ?? 0
                 return (state.rawValue, String(count), Demo.percent(count, of: tasks))

@@ -47,6 +47,8 @@ struct DemoTests {
         #expect(summary.contains("export-task-cleaner status --config \(report.configPath)"))
         #expect(summary.contains("export-task-cleaner audit --config \(report.configPath) --format table | tail"))
         #expect(!summary.contains("in_progress"))
+        // No answer was lost: no row for a 404 after one.
+        #expect(!summary.contains("not_found_after_unknown"))
 
         // The queue is where the summary says, in the folder made for it, with the IDs of the run.
         #expect(report.databasePath.hasPrefix(parent.path + "/export-task-cleaner-demo-"))
