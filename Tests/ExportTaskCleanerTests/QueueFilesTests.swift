@@ -41,11 +41,14 @@ struct QueueFilesTests {
         try Data(#"{"region": "cn-north-4", "project_id": "p1", "database": "\#(database)"}"#.utf8)
             .write(to: URL(fileURLWithPath: config))
         chmod(config, 0o644)
-        // A copy beside the queue: the build folder may sit where nobody cannot reach it
-        // (a clone in a 0700 temporary folder).
+        // A link beside the queue: the build folder may sit where nobody cannot reach it (a
+        // clone in a 0700 temporary folder). A hard link costs nothing; copying the 100 MB
+        // debug binary, only where the folders are on different file systems.
         let binary = folder + "/export-task-cleaner"
         if !FileManager.default.fileExists(atPath: binary) {
-            try FileManager.default.copyItem(atPath: ChildProcess.binary.path, toPath: binary)
+            if link(ChildProcess.binary.path, binary) != 0 {
+                try FileManager.default.copyItem(atPath: ChildProcess.binary.path, toPath: binary)
+            }
             chmod(binary, 0o755)
         }
         let process = Process()
