@@ -3,11 +3,16 @@ import ExportTaskCleaner
 import FoundationEssentials
 import Logging
 import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Runs the service: works the queue until SIGTERM or SIGINT.",
+        abstract: "Runs the service: works the queue until SIGTERM or SIGINT; SIGHUP reloads.",
         discussion: "With --drain, exits 0 once no task is pending or in progress (scheduled retries are waited for), or 3 when the service refuses the credentials.")
 
     @OptionGroup var config: ConfigOption
@@ -16,12 +21,13 @@ struct RunCommand: AsyncParsableCommand {
     var drain = false
 
     func run() async throws {
+        // A reload until the reloader listens: never SIGHUP's default, which ends the process.
+        signal(SIGHUP, SIG_IGN)
         let configuration = try config.load()
         LogSetup.bootstrap(level: configuration.logLevel)
         let logger = Logger(label: "export-task-cleaner")
-        let environment = ProcessInfo.processInfo.environment
-        let (credentials, source) = try CredentialsLoader.load(
-            method: configuration.auth.method, credentialsFile: configuration.auth.credentialsFile, environment: environment)
+        let credentials = try await CredentialSetup.start(configuration: configuration,
+                                                          environment: ProcessInfo.processInfo.environment, logger: logger)
         let store = try SQLiteQueueStore(path: configuration.database, purpose: .write)
         if let head = try store.auditHead() {
             // Published in the journal: a chain rebuilt after an edit would not end here.
@@ -31,46 +37,61 @@ struct RunCommand: AsyncParsableCommand {
             logger.notice("queue file permissions set", metadata: ["file": "\(repair.path)", "change": "\(repair.change)"])
         }
         let client = try IoTDAClient(
-            configuration: .init(endpoint: configuration.endpoint, credentials: credentials,
-                                 signing: configuration.signingAlgorithm, region: configuration.region,
-                                 concurrency: configuration.concurrency, requestTimeout: configuration.requestTimeout,
+            configuration: .init(endpoint: configuration.endpoint, credentials: credentials.provider,
+                                 // A reload may raise the concurrency; the pool opens only the
+                                 // connections the requests in flight need.
+                                 concurrency: Configuration.maximumConcurrency,
+                                 requestTimeout: configuration.requestTimeout,
                                  userAgent: "export-task-cleaner/\(ExportTaskCleanerVersion.current)"),
             logger: logger)
-        let authDescription = configuration.auth.method == .token
-            ? "X-Auth-Token from \(source.rawValue)"
-            : "\(credentials) from \(source.rawValue), signed \(configuration.signingAlgorithm.rawValue)"
         logger.info("configuration loaded", metadata: [
             "config": "\(config.path)", "database": "\(configuration.database)", "endpoint": "\(configuration.endpoint)",
-            "project_id": "\(configuration.projectID)", "credentials": "\(authDescription)",
+            "project_id": "\(configuration.projectID)", "credentials": "\(credentials.description)",
         ])
-        let outcome = try await Self.serve(
-            options: CleanerOptions(configuration: configuration, drain: drain, credentialsDescription: authDescription),
-            retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
-                                      baseDelay: configuration.retry.baseDelay, maxDelay: configuration.retry.maxDelay),
-            store: store, transport: client, logger: logger)
+        let outcome: CleanerService.RunOutcome?
+        do {
+            outcome = try await Self.serve(
+                configuration: configuration, configurationPath: config.path, drain: drain, credentials: credentials,
+                store: store, transport: client, logger: logger)
+        } catch {
+            try? await credentials.shutdown()
+            try? await client.shutdown()
+            throw error
+        }
+        try await credentials.shutdown()
         try await client.shutdown()
         if outcome == .credentialsRefused {
-            throw CleanerError(.credentialsRefused, "the service refused our credentials (\(authDescription)); the tasks were left pending")
+            throw CleanerError(.credentialsRefused, "the service refused our credentials (\(credentials.description)); the tasks were left pending")
         }
     }
 
-    /// Runs the cleaner (and the systemd watchdog) in a service group that turns SIGTERM and
-    /// SIGINT into a graceful shutdown.
-    static func serve(options: CleanerOptions, retry: some RetryStrategy, store: any WorkQueue,
-                      transport: any IoTDATransport, logger: Logger) async throws -> CleanerService.RunOutcome? {
+    /// Runs the cleaner, the systemd watchdog, the reloader (SIGHUP) and, for temporary
+    /// credentials, their refresher, in a service group that turns SIGTERM and SIGINT into a
+    /// graceful shutdown.
+    static func serve(configuration: Configuration, configurationPath: String, drain: Bool, credentials: CredentialSetup,
+                      store: any WorkQueue, transport: any IoTDATransport, logger: Logger) async throws -> CleanerService.RunOutcome? {
         let notifier = SystemdNotifier()
         let liveness = LivenessMonitor()
-        let cleaner = CleanerService(options: options, store: store, transport: transport, retry: retry,
-                                     notifier: notifier, liveness: liveness, logger: logger)
+        let options = CleanerOptions(configuration: configuration, drain: drain, credentialsDescription: credentials.description)
+        let cleaner = CleanerService(
+            options: options, store: store, transport: transport,
+            retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
+                                      baseDelay: configuration.retry.baseDelay, maxDelay: configuration.retry.maxDelay),
+            notifier: notifier, liveness: liveness, credentials: credentials.provider,
+            beforeProbe: { credentials.reader.beforeProbe() }, logger: logger)
         let watchdog = WatchdogService(notifier: notifier, monitor: liveness, logger: logger)
-        var group = ServiceGroupConfiguration(
-            services: [
-                .init(service: cleaner, successTerminationBehavior: .gracefullyShutdownGroup,
-                      failureTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: watchdog, successTerminationBehavior: .ignore),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
+        let reloader = ConfigurationReloader(path: configurationPath, running: configuration, cleaner: cleaner,
+                                             credentials: credentials.reader, notifier: notifier, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: cleaner, successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: watchdog, successTerminationBehavior: .ignore),
+            .init(service: reloader, successTerminationBehavior: .ignore),
+        ]
+        if let refresher = credentials.refresher {
+            services.append(.init(service: refresher, successTerminationBehavior: .ignore))
+        }
+        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // The cleaner ends its own grace period and, 5 s later, its writes of outcomes (README,
         // "Behaviour under failures"); a write may block for SQLite's busy timeout (10 s) on
         // top. Past this, cancellation takes over: a backstop, not the plan.
@@ -81,16 +102,5 @@ struct RunCommand: AsyncParsableCommand {
             return .credentialsRefused
         }
         return cleaner.outcome
-    }
-}
-
-enum LogSetup {
-    /// Logs to standard error (journald under systemd) at the configured level.
-    static func bootstrap(level: Logger.Level) {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
     }
 }

@@ -17,6 +17,8 @@ public struct Configuration: Sendable, Equatable {
     public var auth = Auth()
     /// Requests in flight at most.
     public var concurrency = 8
+    /// The largest `concurrency` allowed.
+    public static let maximumConcurrency = 1024
     /// Requests started in any one second at most.
     public var maxRequestsPerSecond: Double = 20
     public var retry = Retry()
@@ -31,11 +33,15 @@ public struct Configuration: Sendable, Equatable {
         public var signing: Signing = .auto
         /// A `key = value` file with `ak`, `sk` (and `security_token`), or `token`; mode 0600.
         public var credentialsFile: String?
+        /// `auth.method: metadata`: where the ECS metadata service answers.
+        public var metadataEndpoint: String = MetadataCredentialsClient.defaultEndpoint
 
-        public init(method: AuthMethod = .aksk, signing: Signing = .auto, credentialsFile: String? = nil) {
+        public init(method: AuthMethod = .aksk, signing: Signing = .auto, credentialsFile: String? = nil,
+                    metadataEndpoint: String = MetadataCredentialsClient.defaultEndpoint) {
             self.method = method
             self.signing = signing
             self.credentialsFile = credentialsFile
+            self.metadataEndpoint = metadataEndpoint
         }
     }
 

@@ -139,7 +139,7 @@ public enum ConfigurationLoader {
                 configuration.instanceID = try identifier(value, .instanceID)
             }
             if let auth = keys["auth"] { configuration.auth = try self.auth(auth) }
-            if let value = keys["concurrency"] { configuration.concurrency = try integer(value, "concurrency", 1...1024) }
+            if let value = keys["concurrency"] { configuration.concurrency = try integer(value, "concurrency", 1...Configuration.maximumConcurrency) }
             if let value = keys["max_requests_per_second"] {
                 guard case .number(let rate, let text) = value.value else {
                     throw fail("max_requests_per_second", value.line, "expected a number from 0.001 to 100000, got \(value.value.kind)")
@@ -183,12 +183,12 @@ public enum ConfigurationLoader {
         }
 
         func auth(_ value: JSONValue.Located) throws -> Configuration.Auth {
-            let keys = try object(value, "auth", allowed: ["method", "signing", "credentials_file"])
+            let keys = try object(value, "auth", allowed: ["method", "signing", "credentials_file", "metadata_endpoint"])
             var auth = Configuration.Auth()
             if let method = keys["method"] {
                 let text = try string(method, "auth.method")
                 guard let parsed = AuthMethod(rawValue: text) else {
-                    throw fail("auth.method", method.line, "expected \"aksk\" or \"token\", got \"\(text)\"")
+                    throw fail("auth.method", method.line, "expected \"aksk\", \"token\" or \"metadata\", got \"\(text)\"")
                 }
                 auth.method = parsed
             }
@@ -203,6 +203,21 @@ public enum ConfigurationLoader {
                 }
             }
             auth.credentialsFile = try optionalString(keys["credentials_file"], "auth.credentials_file")
+            if let file = keys["credentials_file"], auth.method == .metadata {
+                throw fail("auth.credentials_file", file.line, "is not used with auth.method \"metadata\" (the ECS metadata service provides the credentials); remove it")
+            }
+            if let endpoint = keys["metadata_endpoint"] {
+                guard auth.method == .metadata else {
+                    throw fail("auth.metadata_endpoint", endpoint.line, "is used only with auth.method \"metadata\"")
+                }
+                let text = try string(endpoint, "auth.metadata_endpoint")
+                do {
+                    let parsed = try MetadataCredentialsClient.endpoint(parsing: text)
+                    auth.metadataEndpoint = parsed.baseURL
+                } catch {
+                    throw fail("auth.metadata_endpoint", endpoint.line, error.reason)
+                }
+            }
             return auth
         }
 

@@ -23,6 +23,11 @@ public struct Endpoint: Sendable, Hashable {
     /// Parses `https://host[:port]` (a trailing `/` is allowed). `http://` is accepted only
     /// for loopback hosts.
     public init(parsing text: String) throws(Problem) {
+        try self.init(parsing: text, plainHTTPHosts: [])
+    }
+
+    /// Parses as ``init(parsing:)``, also allowing `http://` for the hosts named.
+    public init(parsing text: String, plainHTTPHosts: Set<String>) throws(Problem) {
         func bad(_ why: String) -> Problem { Problem(reason: why) }
         let lower = text.lowercased()
         let rest: Substring
@@ -86,8 +91,9 @@ public struct Endpoint: Sendable, Hashable {
         let hostForHeader = authority.hasPrefix("[") ? "[\(host)]" : host
         hostHeader = port.map { "\(hostForHeader):\($0)" } ?? hostForHeader
         baseURL = "\(scheme)://\(hostHeader)"
-        if scheme == "http", !Self.isLoopback(host) {
-            throw bad("http:// is allowed only for loopback addresses (127.0.0.0/8, ::1, localhost); use https://")
+        if scheme == "http", !Self.isLoopback(host), !plainHTTPHosts.contains(host) {
+            let others = plainHTTPHosts.sorted().joined(separator: ", ")
+            throw bad("http:// is allowed only for loopback addresses (127.0.0.0/8, ::1, localhost)\(others.isEmpty ? "" : " and \(others)"); use https://")
         }
         guard URL(string: baseURL + "/v5/iot/p/export-tasks/x")?.host != nil else {
             throw bad("not a valid URL")

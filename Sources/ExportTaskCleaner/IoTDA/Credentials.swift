@@ -4,6 +4,9 @@ public enum AuthMethod: String, Sendable {
     case aksk
     /// An IAM token in `X-Auth-Token`; nothing is signed.
     case token
+    /// Temporary access keys of the ECS instance's IAM agency, from the metadata service;
+    /// nothing on disk (README, "Credentials").
+    case metadata
 }
 
 /// An access key: the AK names it, the SK signs with it; temporary keys also carry a security

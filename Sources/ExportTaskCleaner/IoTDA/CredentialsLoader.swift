@@ -65,6 +65,9 @@ public enum CredentialsLoader {
         credentialsFile: String?,
         environment: [String: String]
     ) throws -> (credentials: Credentials, source: CredentialSource) {
+        guard method != .metadata else {
+            throw CleanerError.configuration("auth.method \"metadata\" reads its credentials from the ECS metadata service, not from files or the environment")
+        }
         var lookedAt: [String] = []
 
         if let directory = environment[directoryVariable], !directory.isEmpty {
@@ -102,6 +105,8 @@ public enum CredentialsLoader {
         }
 
         switch method {
+        case .metadata:
+            return nil
         case .token:
             return try value("token").map(Credentials.token)
         case .aksk:
@@ -144,6 +149,8 @@ public enum CredentialsLoader {
         let fields = try CredentialsFileFormat.parse(file.bytes, path: path)
 
         switch method {
+        case .metadata:
+            throw CleanerError.configuration("auth.credentials_file is not used with auth.method \"metadata\"")
         case .token:
             guard let token = fields[.token] else {
                 throw CleanerError.configuration("auth.credentials_file: \(path) has no token (needed for auth.method \"token\")")
@@ -195,6 +202,8 @@ public enum CredentialsLoader {
         }
 
         switch method {
+        case .metadata:
+            return nil
         case .token:
             return try value(authTokenVariable).map(Credentials.token)
         case .aksk:
@@ -345,6 +354,7 @@ extension AuthMethod {
         switch self {
         case .aksk: "ak and sk files"
         case .token: "token file"
+        case .metadata: "files"
         }
     }
 
@@ -353,6 +363,7 @@ extension AuthMethod {
         switch self {
         case .aksk: "\(CredentialsLoader.akVariable) and \(CredentialsLoader.skVariable)"
         case .token: CredentialsLoader.authTokenVariable
+        case .metadata: "no variables"
         }
     }
 }

@@ -15,6 +15,8 @@ struct ReceivedResponse: Sendable {
     var reason = ""
     var requestID: String?
     var retryAfter: String?
+    /// The `Date` header of a 401, for the clock diagnosis.
+    var date: String?
     var body: [UInt8] = []
 }
 
@@ -43,6 +45,7 @@ final class DeleteResponseDelegate: HTTPClientResponseDelegate {
             $0.reason = head.status.reasonPhrase
             $0.requestID = head.headers.first(name: "X-Request-Id")
             $0.retryAfter = head.headers.first(name: "Retry-After")
+            if head.status.code == 401 { $0.date = head.headers.first(name: "Date") }
         }
         return task.eventLoop.makeSucceededVoidFuture()
     }

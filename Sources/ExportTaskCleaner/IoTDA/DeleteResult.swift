@@ -59,6 +59,8 @@ public struct DeleteResult: Sendable, Hashable {
     public var retryAfter: Duration?
     /// How long the attempt took, from just before signing to the end of the response (or the failure).
     public var duration: Duration
+    /// On a 401: how far the local clock is from the server's, by the response's `Date` header.
+    public var clockOffset: ClockOffset?
 
     public init(
         classification: DeleteClassification,

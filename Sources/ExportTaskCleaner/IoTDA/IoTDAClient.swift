@@ -23,11 +23,9 @@ public final class IoTDAClient: IoTDATransport, Sendable {
     public struct Configuration: Sendable {
         /// `https://host[:port]`; `http://` only for loopback hosts (127.0.0.0/8, ::1, localhost).
         public var endpoint: String
-        public var credentials: Credentials
-        /// The signing algorithm for access keys, already resolved from `auto` by the caller.
-        public var signing: SigningAlgorithm
-        /// The region named in derived signing keys (`cn-north-4`).
-        public var region: String
+        /// The credentials, replaceable while the client runs; each request signs with what
+        /// they hold when it starts.
+        public var credentials: CredentialProvider
         /// The most connections to keep open, which is the most requests in flight.
         public var concurrency: Int
         /// The deadline for one request, from the start of the call to the end of the response
@@ -39,6 +37,24 @@ public final class IoTDAClient: IoTDATransport, Sendable {
 
         public init(
             endpoint: String,
+            credentials: CredentialProvider,
+            concurrency: Int,
+            requestTimeout: Duration,
+            connectTimeout: Duration = .seconds(5),
+            userAgent: String = IoTDAClient.defaultUserAgent
+        ) {
+            self.endpoint = endpoint
+            self.credentials = credentials
+            self.concurrency = concurrency
+            self.requestTimeout = requestTimeout
+            self.connectTimeout = connectTimeout
+            self.userAgent = userAgent
+        }
+
+        /// Fixed credentials: `signing` is the algorithm for access keys, already resolved from
+        /// `auto`; `region` is named in derived signing keys (`cn-north-4`).
+        public init(
+            endpoint: String,
             credentials: Credentials,
             signing: SigningAlgorithm,
             region: String,
@@ -47,14 +63,10 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             connectTimeout: Duration = .seconds(5),
             userAgent: String = IoTDAClient.defaultUserAgent
         ) {
-            self.endpoint = endpoint
-            self.credentials = credentials
-            self.signing = signing
-            self.region = region
-            self.concurrency = concurrency
-            self.requestTimeout = requestTimeout
-            self.connectTimeout = connectTimeout
-            self.userAgent = userAgent
+            self.init(endpoint: endpoint,
+                      credentials: CredentialProvider(credentials, source: "the caller", signing: signing, region: region),
+                      concurrency: concurrency, requestTimeout: requestTimeout, connectTimeout: connectTimeout,
+                      userAgent: userAgent)
         }
     }
 
@@ -63,14 +75,9 @@ public final class IoTDAClient: IoTDATransport, Sendable {
     /// The most of a response body read; the rest is discarded.
     static let maxBodyBytes = 64 * 1024
 
-    private enum Auth: Sendable {
-        case signed(RequestSigner)
-        case token(String)
-    }
-
     /// The parsed endpoint.
     public let endpoint: Endpoint
-    private let auth: Auth
+    private let credentials: CredentialProvider
     private let userAgent: String
     private let requestTimeout: TimeAmount
     private let requestTimeoutMilliseconds: Int64
@@ -96,16 +103,15 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         guard configuration.connectTimeout > .zero else {
             throw CleanerError.configuration("the connect timeout must be positive")
         }
-        switch configuration.credentials {
+        switch configuration.credentials.current.credentials {
         case .accessKey(let key):
             guard !key.ak.isEmpty, !key.sk.isEmpty else {
                 throw CleanerError.configuration("auth: the access key ID and secret key must not be empty")
             }
-            auth = .signed(RequestSigner(algorithm: configuration.signing, accessKey: key, region: configuration.region))
         case .token(let token):
             guard !token.isEmpty else { throw CleanerError.configuration("auth: the token must not be empty") }
-            auth = .token(token)
         }
+        credentials = configuration.credentials
         self.endpoint = endpoint
         self.userAgent = configuration.userAgent
         self.requestTimeout = TimeAmount(configuration.requestTimeout)
@@ -144,11 +150,11 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             "concurrency": "\(configuration.concurrency)",
             "request_timeout_ms": "\(requestTimeoutMilliseconds)",
         ]
-        switch configuration.credentials {
+        switch configuration.credentials.current.credentials {
         case .accessKey(let key):
             metadata["auth"] = "aksk"
-            metadata["signing"] = "\(configuration.signing.rawValue)"
-            metadata["region"] = "\(configuration.region)"
+            metadata["signing"] = "\(configuration.credentials.signing.rawValue)"
+            metadata["region"] = "\(configuration.credentials.region)"
             metadata["access_key"] = "\(key.abbreviatedAK)"
         case .token:
             metadata["auth"] = "token"
@@ -180,14 +186,19 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         let segments = ["v5", "iot", request.projectID, "export-tasks", request.exportTaskID]
         let path = PercentEncoding.path(segments)
 
+        let signedAt = now()
+        guard let authorization = credentials.authorization(at: signedAt) else {
+            // Temporary credentials expired and not yet replaced: nothing may be signed with them.
+            return .noResponse(delivery: .notSent, message: Self.expiredCredentials, duration: clock.now - start)
+        }
         var headers = HTTPHeaders()
         headers.reserveCapacity(8)
-        switch auth {
+        switch authorization {
         case .signed(let signer):
             var toSign: [(String, String)] = [("Host", endpoint.hostHeader), ("X-Project-Id", request.projectID)]
             if let instanceID = request.instanceID, !instanceID.isEmpty { toSign.append(("Instance-Id", instanceID)) }
             let signed = signer.sign(
-                method: "DELETE", pathSegments: segments, query: [], headers: toSign, body: [], date: now())
+                method: "DELETE", pathSegments: segments, query: [], headers: toSign, body: [], date: signedAt)
             for (name, value) in signed { headers.add(name: name, value: value) }
         case .token(let token):
             headers.add(name: "Host", value: endpoint.hostHeader)
@@ -259,6 +270,10 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         if let retryAfter = response.retryAfter {
             result.retryAfter = RetryAfter.parse(retryAfter, now: arrived)
         }
+        if response.status == 401, let date = response.date, let serverTime = RetryAfter.parseHTTPDate(date) {
+            // For the clock diagnosis: IAM refuses a signature whose time is 15 minutes off.
+            result.clockOffset = ClockOffset(local: arrived, server: serverTime)
+        }
         logger.trace(
             "delete answered",
             metadata: [
@@ -267,6 +282,9 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             ])
         return result
     }
+
+    /// The message of a request not sent because the credentials in hand have expired.
+    static let expiredCredentials = "not sent: the temporary credentials expired before new ones arrived"
 
     /// async-http-client's errors (by their short description) for a request it will not send
     /// as built; anything else without a response may be passing.

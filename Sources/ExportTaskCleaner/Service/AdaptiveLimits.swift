@@ -1,8 +1,8 @@
 /// The rate and concurrency the service actually uses: the configured ones, halved when the
 /// server answers 429, and recovered additively after each calm second (AIMD).
 public struct AdaptiveLimits: Sendable {
-    public let maxRate: Double
-    public let maxConcurrency: Int
+    public private(set) var maxRate: Double
+    public private(set) var maxConcurrency: Int
     public private(set) var rate: Double
     public private(set) var concurrency: Int
     private var lastChange: ContinuousClock.Instant?
@@ -18,6 +18,20 @@ public struct AdaptiveLimits: Sendable {
         self.maxConcurrency = maxConcurrency
         self.rate = maxRate
         self.concurrency = maxConcurrency
+    }
+
+    /// New configured limits (a reload). Limits lowered by 429s stay lowered where they are
+    /// below the new ones, and recover towards them.
+    public mutating func reconfigure(maxRate: Double, maxConcurrency: Int) {
+        self.maxRate = maxRate
+        self.maxConcurrency = maxConcurrency
+        if lastThrottle == nil || !isReduced {
+            rate = maxRate
+            concurrency = maxConcurrency
+        } else {
+            rate = min(rate, maxRate)
+            concurrency = min(concurrency, maxConcurrency)
+        }
     }
 
     public var isReduced: Bool { rate < maxRate || concurrency < maxConcurrency }

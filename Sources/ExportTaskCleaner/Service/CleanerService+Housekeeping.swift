@@ -94,11 +94,8 @@ extension CleanerService {
             "done \(statistics.finished) (deleted \(statistics[.deleted]), not found \(statistics[.notFound] + statistics[.notFoundAfterUnknown]), forbidden \(statistics[.forbidden]), rejected \(statistics[.rejected]), failed \(statistics[.failed]))",
             "retries \(statistics[.retry])",
         ]
-        if case .open(let until) = snapshot.circuit {
-            let seconds = max(0, (until - clock.instant()).components.seconds)
-            parts.append("PAUSED: credentials refused, next try in \(seconds) s")
-        }
-        if snapshot.rate < options.maxRequestsPerSecond || snapshot.concurrency < options.concurrency {
+        if let pause = pauseStatus(snapshot.circuit) { parts.append(pause) }
+        if snapshot.rate < snapshot.maxRate || snapshot.concurrency < snapshot.maxConcurrency {
             parts.append("slowed by 429: \(Int(snapshot.rate.rounded()))/s, \(snapshot.concurrency) at once")
         }
         if isStopping { parts.append("stopping") }

@@ -46,6 +46,12 @@ extension CleanerService {
             recorder.submit(releasing(task, reason: "the lease lapsed before the request could start"))
             return
         }
+        if let credentials, !credentials.isUsable(at: now) {
+            // Temporary credentials expired before new ones came: pause, and keep the task.
+            credentialsExpired()
+            recorder.submit(releasing(task, reason: "the temporary credentials expired"))
+            return
+        }
         let request = DeleteRequest(exportTaskID: task.exportTaskID, projectID: task.projectID ?? options.projectID,
                                     instanceID: task.instanceID ?? options.instanceID)
         let result = await transport.delete(request)
@@ -56,7 +62,7 @@ extension CleanerService {
     /// Waits for this request's start slot. Returns why it must not be sent, or nil to send.
     private func waitForStart() async -> String? {
         guard !isStopping else { return "shutting down" }
-        guard case .start(let slot) = traffic.permit(now: clock.instant()) else { return "credentials refused" }
+        guard case .start(let slot) = traffic.permit(now: clock.instant()) else { return pausedReason }
         var wakeAt = slot
         while true {
             // Sleep in short steps so a shutdown does not wait for a far-off slot.
@@ -65,10 +71,15 @@ extension CleanerService {
                 do { try await clock.sleep(for: step) } catch { return "cancelled" }
                 if isStopping { return "shutting down" }
             }
-            if traffic.snapshot.circuit.isOpenState { return "credentials refused" }
+            if traffic.snapshot.circuit.holdsRequests { return pausedReason }
             guard let later = traffic.start(now: clock.instant()) else { return nil }
             wakeAt = later
         }
+    }
+
+    /// Why a runner may not send: the credential circuit holds requests back.
+    private var pausedReason: String {
+        traffic.snapshot.circuit == .awaitingCredentials ? "the temporary credentials expired" : "credentials refused"
     }
 
     func releasing(_ task: ClaimedTask, reason: String) -> TaskTransition {
@@ -188,16 +199,24 @@ extension CleanerService {
         case .none:
             break
         case .circuitOpened(let pause, let refusals):
-            let message = "credentials refused; requests paused"
-            logger.error("\(message)", metadata: [
+            var metadata: Logger.Metadata = [
                 "export_task_id": "\(task.exportTaskID)",
-                "credentials": "\(options.credentialsDescription)",
+                "credentials": "\(credentials?.description ?? options.credentialsDescription)",
                 "error_code": "\(result.errorCode ?? "none")",
                 "request_id": "\(result.requestID ?? "none")",
                 "pause_s": "\(pause.components.seconds)",
                 "refusals": "\(refusals)",
-            ])
-            _ = notifier?.status("paused: credentials refused (\(result.errorCode ?? "401")); next try in \(pause.components.seconds) s")
+            ]
+            // The likeliest cause of a 401 that a response shows: the local clock far off.
+            let cause = result.clockOffset.flatMap { $0.isSignificant ? $0.explanation : nil }
+            if let cause, let offset = result.clockOffset {
+                metadata["cause"] = "\(cause)"
+                metadata["clock_offset_s"] = "\(offset.seconds)"
+            }
+            shared.withLock { $0.refusalCause = cause }
+            logger.error(cause == nil ? "credentials refused; requests paused" : "credentials refused, the local clock is off; requests paused",
+                         metadata: metadata)
+            _ = notifier?.status("PAUSED: credentials refused (\(result.errorCode ?? "401"))\(cause.map { ": \($0)" } ?? ""); next try in \(pause.components.seconds) s")
         case .throttled(let rate, let concurrency):
             logger.warning("server asked to slow down (429); rate and concurrency halved", metadata: [
                 "export_task_id": "\(task.exportTaskID)",

@@ -66,6 +66,8 @@ extension CleanerService {
                 case .shutdownRequested(let at): .shutdownRequested(at: at)
                 case .graceExpired: .graceExpired(inFlight: ready.inFlight)
                 case .writeDeadlinePassed: .writeDeadlinePassed
+                case .reconfigured(let concurrency): .reconfigured(prefetch: Tuning.prefetch(concurrency: concurrency))
+                case .credentialsChanged: .credentialsChanged
                 }
             }
             shared.withLock { $0.statistics.inFlight = 0 }

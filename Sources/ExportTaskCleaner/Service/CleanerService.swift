@@ -31,6 +31,9 @@ public final class CleanerService: Service, Sendable {
         var leases = HeldLeases()
         var statistics = CleanerStatistics()
         var countsDirty = true
+        /// Why the credentials were last refused, when the answer names a likely cause (the
+        /// local clock off), for the status line.
+        var refusalCause: String?
         /// The work loop's events, while `run()` runs. Expired leases are announced here: this
         /// service's own writes do not change `PRAGMA data_version`.
         var events: AsyncStream<LoopEvent>.Continuation?
@@ -40,7 +43,13 @@ public final class CleanerService: Service, Sendable {
     /// The queue store; its calls run off the cooperative pool.
     let database: BlockingStore
     let transport: any IoTDATransport
-    let retry: any RetryStrategy
+    /// The retry policy; a reload may replace it.
+    private let retryPolicy: Mutex<any RetryStrategy>
+    var retry: any RetryStrategy { retryPolicy.withLock { $0 } }
+    func replaceRetry(_ retry: any RetryStrategy) { retryPolicy.withLock { $0 = retry } }
+    /// The credentials the transport signs with, when the caller shares them: the service
+    /// pauses when temporary ones expire, and probes at once when new ones arrive.
+    let credentials: CredentialProvider?
     let clock: any ServiceClock
     let random: any RandomSource
     let notifier: SystemdNotifier?
@@ -56,17 +65,20 @@ public final class CleanerService: Service, Sendable {
     public init(options: CleanerOptions, store: any WorkQueue, transport: any IoTDATransport,
                 retry: any RetryStrategy, clock: any ServiceClock = SystemClock(),
                 random: any RandomSource = SystemRandomSource(), notifier: SystemdNotifier? = nil,
-                liveness: LivenessMonitor? = nil, logger: Logger) {
+                liveness: LivenessMonitor? = nil, credentials: CredentialProvider? = nil,
+                beforeProbe: (@Sendable () -> Void)? = nil, logger: Logger) {
         self.options = options
         self.database = BlockingStore(store: store)
         self.transport = transport
-        self.retry = retry
+        self.retryPolicy = Mutex(retry)
+        self.credentials = credentials
         self.clock = clock
         self.random = random
         self.notifier = notifier
         self.liveness = liveness
         self.logger = logger
-        self.traffic = TrafficControl(rate: options.maxRequestsPerSecond, concurrency: options.concurrency)
+        self.traffic = TrafficControl(rate: options.maxRequestsPerSecond, concurrency: options.concurrency,
+                                      beforeProbe: beforeProbe)
         self.recorder = OutcomeRecorder(store: database, clock: clock, logger: logger)
     }
 
@@ -90,7 +102,11 @@ public final class CleanerService: Service, Sendable {
         let startedAt = clock.now()
         let (events, sink) = AsyncStream.makeStream(of: LoopEvent.self)
         shared.withLock { $0.events = sink }
-        defer { shared.withLock { $0.events = nil } }
+        credentials?.setListener { [weak self] change in self?.credentialsChanged(change) }
+        defer {
+            credentials?.setListener(nil)
+            shared.withLock { $0.events = nil }
+        }
         await expireDeadLeases()
         _ = notifier?.ready()
         logger.info("cleaner started", metadata: [
@@ -162,6 +178,10 @@ public final class CleanerService: Service, Sendable {
         case graceExpired
         /// Outcomes still unwritten this long after the grace period are given up on.
         case writeDeadlinePassed
+        /// A reload set this concurrency.
+        case reconfigured(concurrency: Int)
+        /// New credentials arrived.
+        case credentialsChanged
     }
 
     var isStopping: Bool { shared.withLock { $0.stopping } }

@@ -12,8 +12,19 @@ public struct CredentialCircuit: Sendable {
         case verified
         /// Refused: nothing is sent until the pause ends.
         case open(until: ContinuousClock.Instant)
-        /// The pause ended: one probe request at a time.
+        /// The pause ended, or new credentials arrived: one probe request at a time.
         case probing
+        /// The temporary credentials in hand expired and no new ones came: nothing is sent
+        /// until they do.
+        case awaitingCredentials
+
+        /// Whether requests are held back: refused, or no usable credentials.
+        public var holdsRequests: Bool {
+            switch self {
+            case .open, .awaitingCredentials: true
+            case .unverified, .verified, .probing: false
+            }
+        }
     }
 
     public static let initialPause: Duration = Tuning.credentialPause
@@ -31,6 +42,7 @@ public struct CredentialCircuit: Sendable {
         switch state {
         case .verified: return nil
         case .unverified, .probing: return 1
+        case .awaitingCredentials: return 0
         case .open(let until):
             guard now >= until else { return 0 }
             state = .probing
@@ -53,6 +65,25 @@ public struct CredentialCircuit: Sendable {
         state = .verified
         nextPause = Self.initialPause
         consecutiveRefusals = 0
+    }
+
+    /// New credentials arrived (a reload, a key re-read, temporary credentials renewed). A
+    /// paused circuit probes at once with them; a new key is trusted only once an answer shows
+    /// it works, so a wrong one is refused once, not once per request in flight.
+    public mutating func credentialsReplaced(newKey: Bool) {
+        switch state {
+        case .open, .awaitingCredentials: state = .probing
+        case .verified where newKey: state = .unverified
+        case .verified, .unverified, .probing: break
+        }
+    }
+
+    /// The credentials in hand expired. Returns whether this paused the circuit (false when it
+    /// already waited for credentials).
+    public mutating func credentialsExpired() -> Bool {
+        if state == .awaitingCredentials { return false }
+        state = .awaitingCredentials
+        return true
     }
 
     /// A request was refused with 401. Returns the pause when this refusal opened the circuit,

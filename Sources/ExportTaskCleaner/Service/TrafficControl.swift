@@ -27,14 +27,21 @@ final class TrafficControl: Sendable {
     struct Snapshot: Sendable {
         var rate: Double
         var concurrency: Int
+        /// The configured limits (the last reload's).
+        var maxRate: Double
+        var maxConcurrency: Int
         var circuit: CredentialCircuit.State
         var consecutiveRefusals: Int
     }
 
     private let state: Mutex<State>
+    /// Called as a paused circuit lets its probe through, before the probe is sent (outside
+    /// the lock): the service re-reads the credential source there (README, "Credentials").
+    private let beforeProbe: (@Sendable () -> Void)?
 
-    init(rate: Double, concurrency: Int) {
+    init(rate: Double, concurrency: Int, beforeProbe: (@Sendable () -> Void)? = nil) {
         state = Mutex(State(pacer: RequestPacer(rate: rate), limits: AdaptiveLimits(maxRate: rate, maxConcurrency: concurrency)))
+        self.beforeProbe = beforeProbe
     }
 
     /// Records a start at `now`, or returns a later instant to try again at: the pacer's slots
@@ -48,18 +55,41 @@ final class TrafficControl: Sendable {
     /// How many more requests may start now, with `inFlight` already running, and whether the
     /// credentials are known to work (until then, nothing should be claimed ahead).
     func freeSlots(inFlight: Int, now: ContinuousClock.Instant) -> (free: Int, verified: Bool) {
-        state.withLock { state in
+        let (free, verified, probeOpened) = state.withLock { state in
             if state.limits.recover(now: now) { state.pacer.setRate(state.limits.rate) }
+            let wasOpen = state.circuit.isOpen
             let allowance = state.circuit.allowance(now: now)
             let free = max(0, min(state.limits.concurrency, allowance ?? Int.max) - inFlight)
-            return (free, allowance == nil)
+            return (free, allowance == nil, wasOpen && !state.circuit.isOpen)
+        }
+        if probeOpened { beforeProbe?() }
+        return (free, verified)
+    }
+
+    /// Reserves a start time for one request, unless credentials are refused or expired.
+    func permit(now: ContinuousClock.Instant) -> Permit {
+        state.withLock { state in
+            state.circuit.state.holdsRequests ? .paused : .start(at: state.pacer.reserve(now: now))
         }
     }
 
-    /// Reserves a start time for one request, unless credentials are being refused.
-    func permit(now: ContinuousClock.Instant) -> Permit {
+    /// New credentials: a paused circuit probes at once (see ``CredentialCircuit/credentialsReplaced(newKey:)``).
+    func credentialsReplaced(newKey: Bool) {
+        state.withLock { $0.circuit.credentialsReplaced(newKey: newKey) }
+    }
+
+    /// The credentials in hand expired: nothing is sent until new ones arrive. Returns whether
+    /// this paused requests (false when they were paused already).
+    func credentialsExpired() -> Bool {
+        state.withLock { $0.circuit.credentialsExpired() }
+    }
+
+    /// New limits from a reload: the configured rate and concurrency (a 429 slow-down in
+    /// progress recovers towards them).
+    func reconfigure(rate: Double, concurrency: Int) {
         state.withLock { state in
-            state.circuit.isOpen ? .paused : .start(at: state.pacer.reserve(now: now))
+            state.limits.reconfigure(maxRate: rate, maxConcurrency: concurrency)
+            state.pacer.setRate(state.limits.rate)
         }
     }
 
@@ -87,6 +117,7 @@ final class TrafficControl: Sendable {
     var snapshot: Snapshot {
         state.withLock { state in
             Snapshot(rate: state.limits.rate, concurrency: state.limits.concurrency,
+                     maxRate: state.limits.maxRate, maxConcurrency: state.limits.maxConcurrency,
                      circuit: state.circuit.state, consecutiveRefusals: state.circuit.consecutiveRefusals)
         }
     }

@@ -23,7 +23,8 @@ import FoundationEssentials
 /// flight are cancelled; `Tuning.outcomeWriteGrace` later, outcomes that still cannot be
 /// written are given up on (the recorder logs each) and the loop finishes.
 struct WorkLoopStateMachine: Sendable {
-    /// The figures the decisions depend on, fixed for a run.
+    /// The figures the decisions depend on, fixed for a run but for `prefetch` (a reload may
+    /// change the concurrency it derives from).
     struct Configuration: Equatable, Sendable {
         /// Tasks claimed ahead of the free slots (`Tuning.prefetch`).
         var prefetch: Int
@@ -63,6 +64,10 @@ struct WorkLoopStateMachine: Sendable {
         case graceExpired(inFlight: Int)
         /// The time for writing outcomes after the grace period ran out.
         case writeDeadlinePassed
+        /// A reload changed the concurrency: this many tasks are claimed ahead from now on.
+        case reconfigured(prefetch: Int)
+        /// New credentials arrived: a paused circuit may let a probe through now.
+        case credentialsChanged
     }
 
     /// What a claim found when fewer tasks were due than asked for, read in the same trip.
@@ -197,7 +202,7 @@ struct WorkLoopStateMachine: Sendable {
         var reportedInFlight = 0
     }
 
-    let configuration: Configuration
+    private(set) var configuration: Configuration
     private(set) var state: State
 
     init(configuration: Configuration, state: State = State()) {
@@ -231,8 +236,10 @@ struct WorkLoopStateMachine: Sendable {
         if case .finished(let outcome) = state.lifecycle { return Actions(then: .finish(outcome)) }
         var effects: [Effect] = []
         switch event {
-        case .started, .slotFreed, .runningLow:
+        case .started, .slotFreed, .runningLow, .credentialsChanged:
             break
+        case .reconfigured(let prefetch):
+            configuration.prefetch = max(0, prefetch)
         case .committed(let count, let dueAgain):
             state.held -= count
             if case .idle(let nextDue) = state.work, let due = dueAgain {

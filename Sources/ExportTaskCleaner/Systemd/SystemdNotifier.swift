@@ -67,6 +67,16 @@ public struct SystemdNotifier: Sendable {
         return send("STATUS=\(line)")
     }
 
+    /// `RELOADING=1` with `MONOTONIC_USEC=`: a reload began; `READY=1` ends it (`sd_notify(3)`;
+    /// systemd 253's `Type=notify-reload` needs the timestamp, earlier versions ignore it).
+    @discardableResult
+    public func reloading() -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let microseconds = UInt64(now.tv_sec) &* 1_000_000 &+ UInt64(now.tv_nsec / 1000)
+        return send("RELOADING=1\nMONOTONIC_USEC=\(microseconds)")
+    }
+
     /// `STOPPING=1`: the service is shutting down.
     @discardableResult
     public func stopping() -> Bool { send("STOPPING=1") }

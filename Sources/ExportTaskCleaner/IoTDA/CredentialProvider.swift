@@ -1,0 +1,124 @@
+import FoundationEssentials
+import Synchronization
+
+/// The credentials requests are signed with now. A long-running service replaces them while it
+/// runs: a reload (`SIGHUP`) with a rotated key, a key re-read before a paused circuit's probe,
+/// temporary credentials refreshed from the ECS metadata service (README, "Credentials").
+///
+/// Each request takes a snapshot (``authorization(at:)``), so a request in flight keeps the
+/// credentials it was signed with. Temporary credentials with an expiry are never handed out at
+/// or after it. Redacted like ``Credentials`` wherever it is shown.
+public final class CredentialProvider: Sendable {
+    /// What signs a request: a signer holding the access key, or an IAM token.
+    package enum Authorization: Sendable {
+        case signed(RequestSigner)
+        case token(String)
+    }
+
+    /// The credentials in hand.
+    public struct Current: Sendable {
+        public var credentials: Credentials
+        /// Where they came from, for log lines (`$CREDENTIALS_DIRECTORY`, `ECS metadata service`, ...).
+        public var source: String
+        /// When temporary credentials stop working; nil for credentials without an expiry.
+        public var expiresAt: Date?
+        /// Counts replacements: 0 for the credentials the provider was made with.
+        public var generation: Int
+    }
+
+    /// What changed, for the service's listener.
+    public enum Change: Sendable {
+        /// New credentials. `newKey`: another key than before, not yet shown to work (a key
+        /// rotated on disk); false for a renewal of temporary credentials, or the same key read again.
+        case replaced(newKey: Bool)
+        /// The credentials in hand expired and none replaced them.
+        case expired
+    }
+
+    private struct State {
+        var current: Current
+        var authorization: Authorization
+        var listener: (@Sendable (Change) -> Void)?
+    }
+
+    public let signing: SigningAlgorithm
+    public let region: String
+    private let state: Mutex<State>
+
+    public init(_ credentials: Credentials, source: String, expiresAt: Date? = nil, signing: SigningAlgorithm, region: String) {
+        self.signing = signing
+        self.region = region
+        let current = Current(credentials: credentials, source: source, expiresAt: expiresAt, generation: 0)
+        state = Mutex(State(current: current, authorization: Self.authorization(for: credentials, signing: signing, region: region)))
+    }
+
+    public var current: Current { state.withLock { $0.current } }
+
+    /// The authorization for a request signed at `date`; nil when the credentials in hand have
+    /// expired by then (nothing may be signed with them).
+    package func authorization(at date: Date) -> Authorization? {
+        state.withLock { state in
+            if let expiresAt = state.current.expiresAt, date >= expiresAt { return nil }
+            return state.authorization
+        }
+    }
+
+    /// Whether requests may be signed at `date`.
+    public func isUsable(at date: Date) -> Bool {
+        state.withLock { state in state.current.expiresAt.map { date < $0 } ?? true }
+    }
+
+    /// Replaces the credentials; requests signed before keep theirs. Tells the listener.
+    /// `renewal`: temporary credentials of the same identity, renewed (never a new key to verify).
+    public func replace(_ credentials: Credentials, source: String, expiresAt: Date? = nil, renewal: Bool = false) {
+        let (listener, newKey) = state.withLock { state in
+            let newKey = !renewal && credentials.keyIdentity != state.current.credentials.keyIdentity
+            state.current = Current(credentials: credentials, source: source, expiresAt: expiresAt,
+                                    generation: state.current.generation + 1)
+            state.authorization = Self.authorization(for: credentials, signing: signing, region: region)
+            return (state.listener, newKey)
+        }
+        listener?(.replaced(newKey: newKey))
+    }
+
+    /// The credentials in hand have expired and could not be replaced: tells the listener, so
+    /// the service pauses and says why. Does nothing when they have not expired by `date`.
+    public func expire(at date: Date) {
+        let listener: (@Sendable (Change) -> Void)? = state.withLock { state in
+            guard let expiresAt = state.current.expiresAt, date >= expiresAt else { return nil }
+            return state.listener
+        }
+        listener?(.expired)
+    }
+
+    /// Sets the one listener (the service, while it runs); nil removes it. Called outside the
+    /// provider's lock, on the thread that made the change.
+    public func setListener(_ listener: (@Sendable (Change) -> Void)?) {
+        state.withLock { $0.listener = listener }
+    }
+
+    private static func authorization(for credentials: Credentials, signing: SigningAlgorithm, region: String) -> Authorization {
+        switch credentials {
+        case .accessKey(let key): .signed(RequestSigner(algorithm: signing, accessKey: key, region: region))
+        case .token(let token): .token(token)
+        }
+    }
+}
+
+extension CredentialProvider: CustomStringConvertible {
+    public var description: String {
+        let current = self.current
+        return "\(current.credentials) from \(current.source)"
+    }
+}
+
+extension Credentials {
+    /// What tells one key from another without the secret: the AK, or the token itself (only
+    /// compared, never shown).
+    fileprivate var keyIdentity: String {
+        switch self {
+        case .accessKey(let key): "ak:" + key.ak
+        case .token(let token): "token:" + token
+        }
+    }
+}

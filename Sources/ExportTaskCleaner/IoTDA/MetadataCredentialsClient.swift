@@ -1,0 +1,161 @@
+import AsyncHTTPClient
+import FoundationEssentials
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// Reads the temporary credentials of the ECS instance's IAM agency from the metadata service,
+/// as the official SDKs do (README, "Credentials"):
+///
+/// 1. `PUT {endpoint}/meta-data/latest/api/token` with `X-Metadata-Token-Ttl-Seconds: 21600`
+///    returns a session token (kept for its life, less a minute);
+/// 2. `GET {endpoint}/openstack/latest/securitykey` with `X-Metadata-Token` returns `{"credential": {"access", "secret", "securitytoken",
+///    "expires_at"}}`. On a 401 the session token is fetched again, once.
+///
+/// Answers are input: bodies are read up to 64 KiB, each value must be non-empty text without
+/// control characters, and `expires_at` a UTC time. No error message carries a body, which may
+/// hold a secret.
+public final class MetadataCredentialsClient: Sendable {
+    public static let defaultEndpoint = "http://169.254.169.254"
+    static let tokenPath = "/meta-data/latest/api/token"
+    static let securityKeyPath = "/openstack/latest/securitykey"
+    /// The session token's life asked for: what the SDKs ask.
+    static let sessionTokenSeconds = 21_600
+    static let maxBodyBytes = 64 * 1024
+    /// The longest wait for one answer of the metadata service (it is on the host's own link).
+    static let requestTimeout: Duration = .seconds(5)
+
+    /// Temporary credentials, and when they stop working.
+    public struct Fetched: Sendable {
+        public var key: AccessKey
+        public var expiresAt: Date
+    }
+
+    /// The metadata endpoint: `https://`, or `http://` on loopback or on 169.254.169.254, the
+    /// link-local address the metadata service answers on.
+    public static func endpoint(parsing text: String) throws(Endpoint.Problem) -> Endpoint {
+        try Endpoint(parsing: text, plainHTTPHosts: ["169.254.169.254"])
+    }
+
+    public let endpoint: Endpoint
+    private let httpClient: HTTPClient
+    private let session = Mutex<(token: String, renewAt: ContinuousClock.Instant)?>(nil)
+    private let isShutDown = Atomic<Bool>(false)
+
+    public init(endpoint text: String) throws {
+        do {
+            endpoint = try Self.endpoint(parsing: text)
+        } catch {
+            throw CleanerError.configuration("auth.metadata_endpoint \"\(text)\": \(error.reason)")
+        }
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .seconds(2), read: TimeAmount(Self.requestTimeout)),
+            decompression: .disabled)
+        configuration.httpVersion = .http1Only
+        configuration.tracing.tracer = nil
+        httpClient = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }
+
+    /// Closes the connections. Calling it again does nothing.
+    public func shutdown() async throws {
+        guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        try await httpClient.shutdown()
+    }
+
+    deinit {
+        if !isShutDown.load(ordering: .acquiring) {
+            let _: EventLoopFuture<Void> = httpClient.shutdown()
+        }
+    }
+
+    /// Fetches the agency's current temporary credentials.
+    public func fetch() async throws -> Fetched {
+        var answer = try await securityKey(token: try await sessionToken(renew: false))
+        if answer.status == 401 {
+            answer = try await securityKey(token: try await sessionToken(renew: true))
+        }
+        guard answer.status == 200 else {
+            throw CleanerError.runtime("the ECS metadata service answered \(answer.status) to GET \(Self.securityKeyPath)\(Self.hint(answer.status))")
+        }
+        return try Self.parseSecurityKey(answer.body)
+    }
+
+    /// A session token: the one in hand while it lives, or a new one.
+    private func sessionToken(renew: Bool) async throws -> String {
+        let now = ContinuousClock.now
+        if !renew, let session = session.withLock({ $0 }), now < session.renewAt { return session.token }
+        var request = HTTPClientRequest(url: endpoint.baseURL + Self.tokenPath)
+        request.method = .PUT
+        request.headers.add(name: "X-Metadata-Token-Ttl-Seconds", value: String(Self.sessionTokenSeconds))
+        let answer = try await send(request)
+        guard answer.status == 200 else {
+            throw CleanerError.runtime("the ECS metadata service answered \(answer.status) to PUT \(Self.tokenPath)\(Self.hint(answer.status))")
+        }
+        let token = try CredentialsLoader.credentialValue(answer.body, describedAs: "the ECS metadata service's session token")
+        // Renewed a minute before the life asked for ends.
+        session.withLock { $0 = (token, now.advanced(by: .seconds(Self.sessionTokenSeconds - 60))) }
+        return token
+    }
+
+    private func securityKey(token: String) async throws -> (status: Int, body: [UInt8]) {
+        var request = HTTPClientRequest(url: endpoint.baseURL + Self.securityKeyPath)
+        request.method = .GET
+        request.headers.add(name: "X-Metadata-Token", value: token)
+        return try await send(request)
+    }
+
+    private func send(_ request: HTTPClientRequest) async throws -> (status: Int, body: [UInt8]) {
+        do {
+            let response = try await httpClient.execute(request, timeout: TimeAmount(Self.requestTimeout))
+            let body = try await response.body.collect(upTo: Self.maxBodyBytes)
+            return (Int(response.status.code), Array(body.readableBytesView))
+        } catch is NIOTooManyBytesError {
+            throw CleanerError.runtime("the ECS metadata service's answer is larger than \(Self.maxBodyBytes / 1024) KiB")
+        } catch let error as CleanerError {
+            throw error
+        } catch {
+            throw CleanerError.runtime("the ECS metadata service at \(endpoint.baseURL) did not answer: \(TransportErrorDescription.describe(error))")
+        }
+    }
+
+    private static func hint(_ status: Int) -> String {
+        switch status {
+        case 404: " (is this an ECS instance with an IAM agency?)"
+        case 401, 403: " (the metadata service refused the session token)"
+        default: ""
+        }
+    }
+
+    // MARK: The answer
+
+    private struct SecurityKeyAnswer: Decodable {
+        struct Credential: Decodable {
+            var access: String
+            var secret: String
+            var securitytoken: String
+            var expires_at: String
+        }
+        var credential: Credential
+    }
+
+    /// The credentials in a `securitykey` answer.
+    static func parseSecurityKey(_ body: [UInt8]) throws -> Fetched {
+        let answer: SecurityKeyAnswer
+        do {
+            answer = try JSONDecoder().decode(SecurityKeyAnswer.self, from: Data(body))
+        } catch {
+            throw CleanerError.runtime("the ECS metadata service's securitykey answer is not the expected JSON (credential: access, secret, securitytoken, expires_at)")
+        }
+        let credential = answer.credential
+        let place = "the ECS metadata service's credential"
+        let key = AccessKey(
+            ak: try CredentialsLoader.credentialValue(Array(credential.access.utf8), describedAs: "\(place) access"),
+            sk: try CredentialsLoader.credentialValue(Array(credential.secret.utf8), describedAs: "\(place) secret"),
+            securityToken: try CredentialsLoader.credentialValue(Array(credential.securitytoken.utf8), describedAs: "\(place) securitytoken"))
+        guard credential.expires_at.utf8.count <= 64, let expiresAt = Timestamp.parse(credential.expires_at) else {
+            throw CleanerError.runtime("\(place) expires_at is not a UTC time like 2026-11-29T12:00:00.000000Z")
+        }
+        return Fetched(key: key, expiresAt: expiresAt)
+    }
+}

@@ -1,0 +1,70 @@
+import FoundationEssentials
+import Logging
+
+/// What a reload (`SIGHUP`, `systemctl reload`) may change while the service runs (README,
+/// "Reloading"). The rest of the configuration takes a restart.
+public struct ReloadableSettings: Sendable {
+    public var concurrency: Int
+    public var maxRequestsPerSecond: Double
+    public var retry: any RetryStrategy
+
+    public init(concurrency: Int, maxRequestsPerSecond: Double, retry: any RetryStrategy) {
+        self.concurrency = concurrency
+        self.maxRequestsPerSecond = maxRequestsPerSecond
+        self.retry = retry
+    }
+}
+
+extension CleanerService {
+    /// Applies reloaded settings: requests in flight go on; new starts follow the new rate and
+    /// concurrency (a 429 slow-down in progress recovers towards them), new failures the new
+    /// retry policy.
+    public func reconfigure(_ settings: ReloadableSettings) {
+        replaceRetry(settings.retry)
+        traffic.reconfigure(rate: settings.maxRequestsPerSecond, concurrency: settings.concurrency)
+        let events = shared.withLock { $0.events }
+        events?.yield(.reconfigured(concurrency: settings.concurrency))
+    }
+
+    /// The provider's news, while the service runs: new credentials let a paused circuit probe
+    /// at once; expired ones pause every request until new ones arrive.
+    func credentialsChanged(_ change: CredentialProvider.Change) {
+        switch change {
+        case .replaced(let newKey):
+            traffic.credentialsReplaced(newKey: newKey)
+            let events = shared.withLock {
+                $0.refusalCause = nil
+                return $0.events
+            }
+            events?.yield(.credentialsChanged)
+        case .expired:
+            credentialsExpired()
+        }
+    }
+
+    /// Pauses requests because the credentials in hand expired: one log line and the status
+    /// say why, once per pause.
+    func credentialsExpired() {
+        guard traffic.credentialsExpired() else { return }
+        let current = credentials?.current
+        logger.error("temporary credentials expired and no new ones could be fetched; requests paused", metadata: [
+            "source": "\(current?.source ?? "unknown")",
+            "expired_at": "\(current?.expiresAt.map(Timestamp.format) ?? "unknown")",
+        ])
+        _ = notifier?.status("PAUSED: the temporary credentials expired; waiting for new ones from \(current?.source ?? "their source")")
+    }
+
+    /// The status line's part for a circuit that holds requests back, or nil.
+    func pauseStatus(_ circuit: CredentialCircuit.State) -> String? {
+        switch circuit {
+        case .open(let until):
+            let seconds = max(0, (until - clock.instant()).components.seconds)
+            let cause = shared.withLock { $0.refusalCause }.map { ": \($0)" } ?? ""
+            return "PAUSED: credentials refused\(cause), next try in \(seconds) s"
+        case .awaitingCredentials:
+            return "PAUSED: the temporary credentials expired; waiting for new ones from \(credentials?.current.source ?? "their source")"
+        case .unverified, .verified, .probing:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Logging
+import Synchronization
+
+/// Reads the configured credential source again and hands what it finds to the provider: on a
+/// reload, and before each probe of a paused circuit, so that a key rotated on disk is used
+/// without a signal (README, "Credentials"). For `auth.method: metadata` it asks the refresher
+/// for a renewal instead.
+public final class CredentialSourceReader: Sendable {
+    private let auth: Mutex<Configuration.Auth>
+    private let environment: [String: String]
+    private let provider: CredentialProvider
+    private let refresher: CredentialRefresher?
+    private let logger: Logger
+
+    public init(auth: Configuration.Auth, environment: [String: String], provider: CredentialProvider,
+                refresher: CredentialRefresher?, logger: Logger) {
+        self.auth = Mutex(auth)
+        self.environment = environment
+        self.provider = provider
+        self.refresher = refresher
+        self.logger = logger
+    }
+
+    /// Reads the source named by `auth` (a reload's configuration): throws, changing nothing,
+    /// when it cannot be read; otherwise the provider gets its credentials, even the same
+    /// ones, so that a paused circuit probes at once.
+    public func reload(auth newAuth: Configuration.Auth) throws {
+        if newAuth.method == .metadata {
+            auth.withLock { $0 = newAuth }
+            refresher?.renewSoon()
+            return
+        }
+        let (credentials, source) = try CredentialsLoader.load(
+            method: newAuth.method, credentialsFile: newAuth.credentialsFile, environment: environment)
+        auth.withLock { $0 = newAuth }
+        provider.replace(credentials, source: source.rawValue)
+    }
+
+    /// Before a paused circuit's probe: a key changed on disk replaces the one refused. A
+    /// source that cannot be read now is logged, and the probe goes with the key in hand.
+    public func beforeProbe() {
+        let auth = self.auth.withLock { $0 }
+        if auth.method == .metadata {
+            refresher?.renewSoon()
+            return
+        }
+        do {
+            let (credentials, source) = try CredentialsLoader.load(
+                method: auth.method, credentialsFile: auth.credentialsFile, environment: environment)
+            guard credentials != provider.current.credentials else { return }
+            provider.replace(credentials, source: source.rawValue)
+            logger.notice("new credentials found before the probe; probing with them", metadata: [
+                "credentials": "\(credentials)", "source": "\(source.rawValue)",
+            ])
+        } catch {
+            logger.error("cannot read the credentials again before the probe; probing with the ones in hand",
+                         metadata: ["error": "\(error)"])
+        }
+    }
+}
