@@ -57,7 +57,7 @@ struct ExportTaskCleanerCommand: AsyncParsableCommand {
         abstract: "Deletes Huawei Cloud IoTDA export tasks queued in a SQLite database, and audits every outcome.",
         version: ExportTaskCleanerVersion.current,
         subcommands: [
-            RunCommand.self, EnqueueCommand.self, StatusCommand.self, AuditCommand.self, RequeueCommand.self,
+            RunCommand.self, CheckCommand.self, EnqueueCommand.self, StatusCommand.self, AuditCommand.self, RequeueCommand.self,
             DemoCommand.self,
             SimulateCommand.self,
         ]

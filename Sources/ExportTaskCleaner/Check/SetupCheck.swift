@@ -1,0 +1,107 @@
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `export-task-cleaner check [--probe]` (README, "Checking a setup"): what the configuration,
+/// the credentials and the database look like before the service is enabled. Nothing here
+/// writes to the queue.
+public enum SetupCheck {
+    /// One finding: what was looked at, what was found, and whether it is fine.
+    public struct Finding: Sendable, Equatable {
+        public var label: String
+        public var value: String
+        public var ok: Bool
+
+        public init(_ label: String, _ value: String, ok: Bool = true) {
+            self.label = label
+            self.value = value
+            self.ok = ok
+        }
+    }
+
+    /// The queue at `path`: whether it can be read and written, and its schema version. Opened
+    /// read-only, never created or migrated.
+    public static func database(path: String) -> [Finding] {
+        var findings: [Finding] = []
+        let folder = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        guard access(path, F_OK) == 0 else {
+            let creatable = access(folder, W_OK | X_OK) == 0
+            findings.append(Finding("database", "\(TextFormat.printable(path)) does not exist yet; "
+                + (creatable ? "`run` or `enqueue` creates it" : "and this user cannot create it in \(TextFormat.printable(folder))"),
+                ok: creatable))
+            return findings
+        }
+        let writable = access(path, R_OK | W_OK) == 0
+        // SQLite writes -wal and -shm beside the file.
+        let folderWritable = access(folder, W_OK | X_OK) == 0
+        findings.append(Finding("database", TextFormat.printable(path)))
+        findings.append(Finding("writable", writable && folderWritable
+            ? "yes (the file and its folder)"
+            : writable ? "the file yes, but not its folder \(TextFormat.printable(folder)), where SQLite keeps -wal and -shm"
+            : "no: this user cannot write \(TextFormat.printable(path))",
+            ok: writable && folderWritable))
+        do {
+            _ = try SQLiteQueueStore(path: path, purpose: .inspect)
+            findings.append(Finding("schema", "version \(SQLiteQueueStore.schemaVersion) (this release's), readable"))
+        } catch {
+            findings.append(Finding("schema", "\(error)", ok: false))
+        }
+        return findings
+    }
+
+    /// A made-up export task ID that no export task has: `etc-check-` and 16 random hex digits.
+    public static func probeExportTaskID() -> String {
+        let digits = String(UInt64.random(in: .min ... .max), radix: 16)
+        return "etc-check-" + String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// What an answer to the probe means.
+    public struct Verdict: Sendable, Equatable {
+        public var ok: Bool
+        /// 0 works; 1 does not (permission, network, server); 3 credentials refused, as `run --drain`.
+        public var exitCode: Int32
+        public var explanation: String
+    }
+
+    /// Explains the answer to a DELETE of a made-up export task.
+    public static func explain(_ result: DeleteResult) -> Verdict {
+        let detail = [result.httpStatus.map { "HTTP \($0)" }, result.errorCode, result.errorMessage,
+                      result.requestID.map { "request ID \($0)" }]
+            .compactMap { $0 }.map(TextFormat.printable).joined(separator: "; ")
+        guard let status = result.httpStatus else {
+            return Verdict(ok: false, exitCode: 1, explanation:
+                "no answer (\(TextFormat.printable(result.errorMessage ?? "no response"))): the endpoint cannot be reached from here; check the endpoint, DNS, firewalls and proxies")
+        }
+        switch status {
+        case 404 where (result.errorCode ?? "").hasPrefix("APIG"):
+            return Verdict(ok: false, exitCode: 1, explanation:
+                "404 from the API gateway (\(detail)): the endpoint answers but does not serve this API; check the endpoint and region")
+        case 404:
+            return Verdict(ok: true, exitCode: 0, explanation:
+                "404, the made-up export task does not exist (\(detail)): the endpoint, the credentials and the permission to delete export tasks work")
+        case 200..<300:
+            return Verdict(ok: true, exitCode: 0, explanation:
+                "\(status): the endpoint, the credentials and the permission work (the made-up export task existed?)")
+        case 401:
+            let clock = result.clockOffset.map { offset in
+                offset.isSignificant
+                    ? " By the answer's Date header \(offset.explanation): fix the clock (NTP) first."
+                    : " The local clock agrees with the server's (\(offset.seconds) s off), so it is the key."
+            } ?? ""
+            return Verdict(ok: false, exitCode: 3, explanation:
+                "401, the credentials were refused (\(detail)): a wrong, revoked or expired key, a wrong region for derived signing, or the local clock.\(clock)")
+        case 403:
+            return Verdict(ok: false, exitCode: 1, explanation:
+                "403, forbidden (\(detail)): the credentials work, but their user lacks the IAM action iotda:exporttasks:delete, or the project or instance is not theirs")
+        case 429:
+            return Verdict(ok: false, exitCode: 1, explanation: "429, too many requests (\(detail)): try again later; lower max_requests_per_second if it persists")
+        case 500..<600:
+            return Verdict(ok: false, exitCode: 1, explanation: "\(status), a server error (\(detail)): try again later")
+        default:
+            return Verdict(ok: false, exitCode: 1, explanation: "\(status), refused (\(detail)): see the error code in IoTDA's documentation")
+        }
+    }
+}
