@@ -5,7 +5,7 @@ import Glibc
 import Musl
 #endif
 
-/// `export-task-cleaner check [--probe]` (README, "Checking a setup"): what the configuration,
+/// `export-task-cleaner check [--probe]` (README, "Commands"): what the configuration,
 /// the credentials and the database look like before the service is enabled. Nothing here
 /// writes to the queue.
 public enum SetupCheck {

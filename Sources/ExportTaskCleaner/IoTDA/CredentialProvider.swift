@@ -3,7 +3,7 @@ import Synchronization
 
 /// The credentials requests are signed with now. A long-running service replaces them while it
 /// runs: a reload (`SIGHUP`) with a rotated key, a key re-read before a paused circuit's probe,
-/// temporary credentials refreshed from the ECS metadata service (README, "Credentials").
+/// temporary credentials refreshed from the ECS metadata service (README, "Authentication and credentials").
 ///
 /// Each request takes a snapshot (``authorization(at:)``), so a request in flight keeps the
 /// credentials it was signed with. Temporary credentials with an expiry are never handed out at

@@ -3,7 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Keeps temporary credentials fresh (`auth.method: metadata`; README, "Credentials").
+/// Keeps temporary credentials fresh (`auth.method: metadata`; README, "Authentication and credentials").
 ///
 /// Renews them before they expire, never per request: when less than 40 minutes are left (the
 /// official SDKs' threshold), or half their lifetime for credentials that live less than 80

@@ -3,7 +3,7 @@ import Synchronization
 
 /// Reads the configured credential source again and hands what it finds to the provider: on a
 /// reload, and before each probe of a paused circuit, so that a key rotated on disk is used
-/// without a signal (README, "Credentials"). For `auth.method: metadata` it asks the refresher
+/// without a signal (README, "Authentication and credentials"). For `auth.method: metadata` it asks the refresher
 /// for a renewal instead.
 public final class CredentialSourceReader: Sendable {
     private let auth: Mutex<Configuration.Auth>
@@ -33,6 +33,11 @@ public final class CredentialSourceReader: Sendable {
         let (credentials, source) = try CredentialsLoader.load(
             method: newAuth.method, credentialsFile: newAuth.credentialsFile, environment: environment)
         auth.withLock { $0 = newAuth }
+        if source == .credentialsDirectory, credentials == provider.current.credentials {
+            // systemd copies LoadCredential= files when the service starts, never on a reload.
+            logger.notice("credentials unchanged: systemd copies LoadCredential= files only at start; restart the service to use new ones",
+                          metadata: ["source": "\(source.rawValue)"])
+        }
         provider.replace(credentials, source: source.rawValue)
     }
 
