@@ -183,6 +183,7 @@ struct CredentialLifecycleTests {
         let plain = try parse(#"{"method": "metadata"}"#)
         #expect(plain.auth.method == .metadata && plain.auth.metadataEndpoint == "http://169.254.169.254")
         #expect(try parse(#"{"method": "metadata", "metadata_endpoint": "http://127.0.0.1:9/"}"#).auth.metadataEndpoint == "http://127.0.0.1:9")
+        #expect(try parse(#"{"method": "metadata", "credentials_file": null}"#).auth.credentialsFile == nil)
         for (auth, named) in [(#"{"method": "metadata", "metadata_endpoint": "http://10.1.1.1"}"#, "auth.metadata_endpoint"),
                               (#"{"metadata_endpoint": "http://127.0.0.1"}"#, "auth.metadata_endpoint"),
                               (#"{"method": "metadata", "credentials_file": "/etc/x"}"#, "auth.credentials_file"),

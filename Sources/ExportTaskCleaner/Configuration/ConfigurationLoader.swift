@@ -203,7 +203,7 @@ public enum ConfigurationLoader {
                 }
             }
             auth.credentialsFile = try optionalString(keys["credentials_file"], "auth.credentials_file")
-            if let file = keys["credentials_file"], auth.method == .metadata {
+            if let file = keys["credentials_file"], auth.credentialsFile != nil, auth.method == .metadata {
                 throw fail("auth.credentials_file", file.line, "is not used with auth.method \"metadata\" (the ECS metadata service provides the credentials); remove it")
             }
             if let endpoint = keys["metadata_endpoint"] {
