@@ -1,8 +1,8 @@
 import NIOCore
 import NIOHTTP1
 
-/// What the simulator writes back: a status, an optional JSON body (precomputed for the fixed
-/// answers), an optional `Retry-After`.
+/// What the simulator writes back: a status, an optional body (precomputed for the fixed
+/// answers; IoTDA's JSON unless ``contentType`` says otherwise), an optional `Retry-After`.
 ///
 /// Error bodies are shaped as IoTDA sends them, `{"error_code":"IOTDA.xxxxxx","error_msg":"..."}`.
 /// `IOTDA.000006` (400), `IOTDA.021101` (429) and the shape come from IoTDA's published error
@@ -11,9 +11,28 @@ import NIOHTTP1
 /// `IOTDA.000003` for a forbidden operation, project or instance, `IOTDA.000001` for 5xx.
 /// Unknown routes get API Gateway's `APIGW.0101`.
 struct Answer: Sendable {
+    /// The `Content-Type` of a body.
+    enum ContentType: Sendable {
+        /// IoTDA's `application/json;charset=UTF-8`.
+        case iotdaJSON
+        /// The metadata service's `application/json`.
+        case json
+        /// The metadata service's session tokens.
+        case plainText
+
+        var value: String {
+            switch self {
+            case .iotdaJSON: "application/json;charset=UTF-8"
+            case .json: "application/json"
+            case .plainText: "text/plain"
+            }
+        }
+    }
+
     var status: HTTPResponseStatus
     var body: ByteBuffer?
     var retryAfterSeconds: Int?
+    var contentType = ContentType.iotdaJSON
 
     static let deleted = Answer(status: .noContent, body: nil)
 
@@ -88,4 +107,6 @@ struct Decision: Sendable {
 
     var action: Action
     var delay: Duration
+    /// Whether the request counts in the IoTDA counters (metadata requests do not).
+    var counted = true
 }

@@ -13,6 +13,11 @@ extension IoTDASimulator {
             case accessKey(AccessKey)
             /// Requests must carry this `X-Auth-Token`.
             case token(String)
+            /// Only temporary keys issued by the metadata service (``Configuration/metadata``)
+            /// are accepted: the request must be signed with one (as for ``accessKey(_:)``),
+            /// carry its `X-Security-Token`, and arrive before it expires by the simulator's
+            /// clock. Without a metadata service no key is ever issued, so every request is refused.
+            case metadataCredentials
         }
 
         /// 0: any free port.
@@ -21,6 +26,8 @@ extension IoTDASimulator {
         public var projectID: String
         /// When set, every request must carry this `Instance-Id`.
         public var instanceID: String?
+        /// How requests must authenticate at start; ``IoTDASimulator/setAuth(_:)`` replaces it
+        /// (this value stays the initial one).
         public var auth: Auth
         /// The region derived signing keys must be scoped to.
         public var region: String
@@ -35,6 +42,13 @@ extension IoTDASimulator {
         public var rateLimit: Int?
         /// How far `X-Sdk-Date` may be from the simulator's clock (IAM allows 15 minutes).
         public var maxClockSkew: Duration
+        /// The simulator's clock is the real clock plus this: it checks `X-Sdk-Date`, dates
+        /// every answer's `Date` header and issued keys' expiry. Changed at run time by
+        /// ``IoTDASimulator/setClockOffset(_:)`` (this value stays the initial one).
+        public var clockOffset: Duration
+        /// When set, the ECS metadata service's credential routes are served too; when nil,
+        /// they get 404 like any unknown route.
+        public var metadata: MetadataService?
         /// How many request arrival times ``Counters/arrivalTimes`` keeps (the latest).
         public var arrivalHistoryLimit: Int
 
@@ -49,6 +63,8 @@ extension IoTDASimulator {
             latency: Duration = .zero,
             rateLimit: Int? = nil,
             maxClockSkew: Duration = .seconds(15 * 60),
+            clockOffset: Duration = .zero,
+            metadata: MetadataService? = nil,
             arrivalHistoryLimit: Int = 100_000
         ) {
             self.port = port
@@ -61,6 +77,8 @@ extension IoTDASimulator {
             self.latency = latency
             self.rateLimit = rateLimit
             self.maxClockSkew = maxClockSkew
+            self.clockOffset = clockOffset
+            self.metadata = metadata
             self.arrivalHistoryLimit = arrivalHistoryLimit
         }
     }

@@ -27,6 +27,21 @@ extension IoTDASimulator {
         /// Deletions performed per export task ID (a 204 decided). More than 1 would be a bug in IoTDA.
         public var deleteCountByID: [String: Int] = [:]
 
+        // The metadata service's (none of the counts above include its requests).
+
+        /// Session tokens handed out (`PUT /meta-data/latest/api/token` answered 200).
+        public var metadataTokenRequests: Int = 0
+        /// Temporary keys handed out (`GET /openstack/latest/securitykey` answered 200).
+        public var metadataCredentialRequests: Int = 0
+        /// 401s on the metadata routes (a missing, unknown, revoked or expired session token).
+        public var metadataRefusals: Int = 0
+        /// Deletes with a valid signature by an issued key that were signed (`X-Sdk-Date`) at or
+        /// after its `expires_at`, or arrived at or after it by the simulator's clock (only these
+        /// are refused: 401). Each counted once.
+        public var expiredCredentialRequests: Int = 0
+        /// Deletes that passed authentication with an issued key (whatever was answered next).
+        public var acceptedWithTemporaryKey: Int = 0
+
         var arrivals = ArrivalRing(capacity: 0)
 
         public func attempts(for exportTaskID: String) -> Int { attemptsByID[exportTaskID] ?? 0 }

@@ -11,8 +11,10 @@ import Synchronization
 /// authentication (a signature by ``SignatureVerifier``, or a token), that the path's project
 /// (and `X-Project-Id`) is the configured one — 403 `IOTDA.000003` otherwise, as IoTDA refuses a
 /// project the credentials do not belong to — and the `Instance-Id` when one is configured
-/// (also 403); then answers by the ID's ``Behaviour``. Every answer carries an `X-Request-Id`.
-/// Anything else gets 404 `APIGW.0101`.
+/// (also 403); then answers by the ID's ``Behaviour``. Every answer carries an `X-Request-Id`
+/// and a `Date` from the simulator's clock (the real clock plus ``Configuration/clockOffset``).
+/// With ``Configuration/metadata`` set, the ECS metadata service's credential routes are served
+/// too (``MetadataService``). Anything else gets 404 `APIGW.0101`.
 ///
 /// Tests, the `demo` command and benchmarks share it. Runs on NIO's shared event loop group.
 public final class IoTDASimulator: Sendable {
@@ -93,8 +95,41 @@ public final class IoTDASimulator: Sendable {
     /// Every ID deleted at least once.
     public var deletedIDs: Set<String> { core.counters.deletedIDs }
 
-    /// The configuration it runs with.
+    /// The configuration it started with (``setAuth(_:)`` and ``setClockOffset(_:)`` do not
+    /// change it).
     public var configuration: Configuration { core.configuration }
+
+    // MARK: Credentials and the clock
+
+    /// Replaces the credentials requests must authenticate with, from the next request on: a key
+    /// rotation (the old key gets 401 afterwards).
+    public func setAuth(_ auth: Configuration.Auth) {
+        core.setAuth(auth)
+    }
+
+    /// Sets the simulator's clock to the real clock plus `offset`, from the next request on:
+    /// `X-Sdk-Date` is checked against it, answers' `Date` and issued keys' expiry follow it.
+    public func setClockOffset(_ offset: Duration) {
+        core.setClockOffset(offset)
+    }
+
+    // MARK: The metadata service
+
+    /// Makes every metadata session token handed out so far unknown: the next
+    /// `GET /openstack/latest/securitykey` with one gets 401, until the client asks a new token.
+    public func revokeMetadataSessionTokens() {
+        core.metadata.revokeSessions()
+    }
+
+    /// While `failing`, both metadata routes answer 500.
+    public func setMetadataFailing(_ failing: Bool) {
+        core.metadata.setFailing(failing)
+    }
+
+    /// The access key IDs of the temporary keys the metadata service issued, oldest first
+    /// (those still held: keys expired more than five minutes before a newer one was issued
+    /// are forgotten).
+    public var issuedAccessKeyIDs: [String] { core.metadata.issuedAccessKeyIDs }
 }
 
 /// The open connections, so ``IoTDASimulator/shutdown()`` can close them. Shared between the

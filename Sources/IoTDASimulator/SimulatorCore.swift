@@ -17,7 +17,14 @@ final class SimulatorCore: Sendable {
 
     let configuration: IoTDASimulator.Configuration
     private let state: Mutex<State>
-    private let logger: Logger
+    /// The credentials requests must authenticate with now (a lock of its own, held only to
+    /// copy the value: authentication runs outside every lock).
+    private let auth: Mutex<IoTDASimulator.Configuration.Auth>
+    /// The simulator's clock minus the real clock, in nanoseconds.
+    private let clockOffsetNanoseconds: Atomic<Int64>
+    /// The metadata service's session tokens, issued keys and counts.
+    let metadata = MetadataStore()
+    let logger: Logger
 
     init(configuration: IoTDASimulator.Configuration, logger: Logger) {
         self.configuration = configuration
@@ -25,9 +32,44 @@ final class SimulatorCore: Sendable {
         var counters = IoTDASimulator.Counters()
         counters.arrivals = ArrivalRing(capacity: configuration.arrivalHistoryLimit)
         self.state = Mutex(State(counters: counters))
+        self.auth = Mutex(configuration.auth)
+        self.clockOffsetNanoseconds = Atomic(Self.nanoseconds(configuration.clockOffset))
     }
 
-    var counters: IoTDASimulator.Counters { state.withLock { $0.counters } }
+    var counters: IoTDASimulator.Counters {
+        var counters = state.withLock { $0.counters }
+        let counts = metadata.counts
+        counters.metadataTokenRequests = counts.tokenRequests
+        counters.metadataCredentialRequests = counts.credentialRequests
+        counters.metadataRefusals = counts.refusals
+        counters.expiredCredentialRequests = counts.expiredCredentialRequests
+        counters.acceptedWithTemporaryKey = counts.acceptedWithTemporaryKey
+        return counters
+    }
+
+    func setAuth(_ auth: IoTDASimulator.Configuration.Auth) {
+        self.auth.withLock { $0 = auth }
+    }
+
+    // MARK: The clock
+
+    /// The simulator's clock: the real clock plus the offset.
+    func now() -> Date {
+        let offset = clockOffsetNanoseconds.load(ordering: .relaxed)
+        return offset == 0 ? Date() : Date(timeIntervalSinceNow: TimeInterval(offset) / 1e9)
+    }
+
+    func setClockOffset(_ offset: Duration) {
+        clockOffsetNanoseconds.store(Self.nanoseconds(offset), ordering: .relaxed)
+    }
+
+    /// `duration` in whole nanoseconds (rounded towards zero), within ±292 years.
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (sum, overflow2) = product.addingReportingOverflow(attoseconds / 1_000_000_000)
+        return overflow || overflow2 ? (seconds < 0 ? .min : .max) : sum
+    }
 
     func script(_ exportTaskID: String, _ behaviour: Behaviour) {
         state.withLock {
@@ -52,6 +94,7 @@ final class SimulatorCore: Sendable {
             rawQuery = nil
         }
         let route = head.method == .DELETE ? Self.route(rawPath) : nil
+        if route == nil, let decision = decideMetadata(head: head, rawPath: rawPath) { return decision }
 
         // Authentication and the header checks need no shared state: done before locking.
         var refusal: (answer: Answer, signature: Bool)? = nil
@@ -184,7 +227,7 @@ final class SimulatorCore: Sendable {
     private func authenticate(
         head: HTTPRequestHead, rawPath: Substring, rawQuery: Substring?, body: [UInt8]
     ) -> (answer: Answer, signature: Bool)? {
-        switch configuration.auth {
+        switch auth.withLock({ $0 }) {
         case .unauthenticated:
             return nil
         case .token(let token):
@@ -203,7 +246,7 @@ final class SimulatorCore: Sendable {
                 secretKey: { $0 == key.ak ? key.sk : nil },
                 region: configuration.region,
                 service: RequestSigner.iotdaService,
-                now: Date(),
+                now: now(),
                 maxSkew: configuration.maxClockSkew
             )
             if case .failure(let failure) = result {
@@ -214,6 +257,8 @@ final class SimulatorCore: Sendable {
                 return (.authenticationFailed("the security token is missing or invalid."), false)
             }
             return nil
+        case .metadataCredentials:
+            return authenticateWithIssuedKey(head: head, rawPath: rawPath, rawQuery: rawQuery, body: body, now: now())
         }
     }
 }

@@ -2,7 +2,8 @@ import NIOCore
 import NIOHTTP1
 
 /// One connection's handler: collects a request, asks the core for a decision, and writes the
-/// answer now or schedules it on the event loop (never blocking it).
+/// answer now or schedules it on the event loop (never blocking it). Every answer carries a
+/// `Date` from the simulator's clock.
 ///
 /// Behind NIO's `HTTPServerPipelineHandler`, a connection's next request is not read before
 /// this one's answer is written, so at most one request per connection is pending here.
@@ -17,6 +18,7 @@ final class SimulatorHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var random: WyRand
+    private var date = DateHeaderCache()
 
     init(core: SimulatorCore) {
         self.core = core
@@ -39,10 +41,11 @@ final class SimulatorHandler: ChannelInboundHandler {
             let keepAlive = head.isKeepAlive
             let version = head.version
             if decision.delay <= .zero {
-                perform(decision.action, version: version, keepAlive: keepAlive, context: context)
+                perform(decision.action, counted: decision.counted, version: version, keepAlive: keepAlive, context: context)
             } else {
                 context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(decision.delay)) {
-                    self.perform(decision.action, version: version, keepAlive: keepAlive, context: context)
+                    self.perform(
+                        decision.action, counted: decision.counted, version: version, keepAlive: keepAlive, context: context)
                 }
             }
         }
@@ -53,25 +56,26 @@ final class SimulatorHandler: ChannelInboundHandler {
     }
 
     private func perform(
-        _ action: Decision.Action, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext
+        _ action: Decision.Action, counted: Bool, version: HTTPVersion, keepAlive: Bool, context: ChannelHandlerContext
     ) {
         switch action {
         case .drop:
-            core.completed(nil)
+            if counted { core.completed(nil) }
             context.close(promise: nil)
         case .answer(let answer):
             var headers = HTTPHeaders()
-            headers.reserveCapacity(5)
+            headers.reserveCapacity(6)
             headers.add(name: "X-Request-Id", value: nextRequestID())
+            headers.add(name: "Date", value: date.value(for: core.now()))
             if let body = answer.body {
-                headers.add(name: "Content-Type", value: "application/json;charset=UTF-8")
+                headers.add(name: "Content-Type", value: answer.contentType.value)
                 headers.add(name: "Content-Length", value: String(body.readableBytes))
             } else if answer.status != .noContent {
                 headers.add(name: "Content-Length", value: "0")
             }
             if let seconds = answer.retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
             if !keepAlive { headers.add(name: "Connection", value: "close") }
-            core.completed(Int(answer.status.code))
+            if counted { core.completed(Int(answer.status.code)) }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: answer.status, headers: headers))), promise: nil)
             if let body = answer.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
             if keepAlive {
