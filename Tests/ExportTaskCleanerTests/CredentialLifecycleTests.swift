@@ -20,9 +20,9 @@ struct CredentialLifecycleTests {
     func provider() {
         let provider = CredentialProvider(.accessKey(Self.keyA), source: "test", expiresAt: Self.t0,
                                           signing: .sdkHMACSHA256, region: "cn-north-4")
-        #expect(provider.authorization(at: Self.t0.addingTimeInterval(-0.001)) != nil)
-        #expect(provider.authorization(at: Self.t0) == nil)
-        #expect(!provider.isUsable(at: Self.t0))
+        #expect(provider.authorization(at: Self.t0.addingTimeInterval(-1.001)) != nil)
+        #expect(provider.authorization(at: Self.t0.addingTimeInterval(-1)) == nil)
+        #expect(!provider.isUsable(at: Self.t0.addingTimeInterval(-1)))
 
         let changes = Mutex<[String]>([])
         provider.setListener { change in
@@ -33,7 +33,7 @@ struct CredentialLifecycleTests {
                 }
             }
         }
-        provider.expire(at: Self.t0.addingTimeInterval(-1))  // not expired yet: nothing
+        provider.expire(at: Self.t0.addingTimeInterval(-1.5))  // not expired yet: nothing
         provider.expire(at: Self.t0)
         provider.replace(.accessKey(Self.keyA), source: "test")
         provider.replace(.accessKey(Self.keyB), source: "test")

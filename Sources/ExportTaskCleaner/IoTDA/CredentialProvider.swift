@@ -41,6 +41,10 @@ public final class CredentialProvider: Sendable {
         var listener: (@Sendable (Change) -> Void)?
     }
 
+    /// Temporary credentials are not used in their last second, so that a request signed just
+    /// before the expiry does not arrive after it.
+    public static let expiryMargin: TimeInterval = 1
+
     public let signing: SigningAlgorithm
     public let region: String
     private let state: Mutex<State>
@@ -55,17 +59,17 @@ public final class CredentialProvider: Sendable {
     public var current: Current { state.withLock { $0.current } }
 
     /// The authorization for a request signed at `date`; nil when the credentials in hand have
-    /// expired by then (nothing may be signed with them).
+    /// expired by then, or are in their last second (nothing may be signed with them).
     package func authorization(at date: Date) -> Authorization? {
         state.withLock { state in
-            if let expiresAt = state.current.expiresAt, date >= expiresAt { return nil }
+            if let expiresAt = state.current.expiresAt, date >= expiresAt - Self.expiryMargin { return nil }
             return state.authorization
         }
     }
 
     /// Whether requests may be signed at `date`.
     public func isUsable(at date: Date) -> Bool {
-        state.withLock { state in state.current.expiresAt.map { date < $0 } ?? true }
+        state.withLock { state in state.current.expiresAt.map { date < $0 - Self.expiryMargin } ?? true }
     }
 
     /// Replaces the credentials; requests signed before keep theirs. Tells the listener.
@@ -85,7 +89,7 @@ public final class CredentialProvider: Sendable {
     /// the service pauses and says why. Does nothing when they have not expired by `date`.
     public func expire(at date: Date) {
         let listener: (@Sendable (Change) -> Void)? = state.withLock { state in
-            guard let expiresAt = state.current.expiresAt, date >= expiresAt else { return nil }
+            guard let expiresAt = state.current.expiresAt, date >= expiresAt - Self.expiryMargin else { return nil }
             return state.listener
         }
         listener?(.expired)

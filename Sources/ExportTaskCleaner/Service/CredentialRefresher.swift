@@ -93,13 +93,11 @@ public final class CredentialRefresher: Service, Sendable {
             } catch {
                 failures += 1
                 let wait = Self.retryDelay(failures: failures)
-                let at = clock.now()
-                let expired = current.expiresAt.map { at >= $0 } ?? false
                 logger.warning("cannot renew the temporary credentials; trying again", metadata: [
                     "error": "\(error)", "failures": "\(failures)", "retry_in_s": "\(wait.components.seconds)",
                     "expires_at": "\(current.expiresAt.map(Timestamp.format) ?? "unknown")",
                 ])
-                if expired { provider.expire(at: at) }
+                provider.expire(at: clock.now())
                 // Sleep until the retry, but wake at the expiry to pause the service in time.
                 var remaining = wait
                 while remaining > .zero {

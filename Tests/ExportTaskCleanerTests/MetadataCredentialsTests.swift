@@ -1,0 +1,122 @@
+@testable import ExportTaskCleaner
+import Foundation
+import IoTDASimulator
+import Logging
+import Testing
+
+/// The service with `auth.method: metadata` against the simulator playing the ECS metadata
+/// service on 127.0.0.1 (never 169.254.169.254), and with a clock 20 minutes off. In process:
+/// the wiring `run` does, with the real HTTP stack.
+@Suite("Temporary credentials and the clock, against the simulator")
+struct MetadataCredentialsTests {
+    static let project = "metadata-project"
+
+    /// A simulator accepting only keys its metadata service issued, a queue, and the service
+    /// wired as `run` wires it.
+    struct Rig {
+        let simulator: IoTDASimulator
+        let setup: CredentialSetup
+        let client: IoTDAClient
+        let store: SQLiteQueueStore
+        let service: CleanerService
+        let logs: CapturedLogs
+
+        static func start(lifetime: Duration, tasks: Int, rate: Double) async throws -> Rig {
+            let simulator = try await IoTDASimulator.start(
+                .init(projectID: project, auth: .metadataCredentials, metadata: .init(credentialLifetime: lifetime)),
+                logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
+            var configuration = Configuration(endpoint: simulator.endpoint, region: "cn-north-4", projectID: project)
+            configuration.auth = .init(method: .metadata, metadataEndpoint: simulator.endpoint)
+            let logs = CapturedLogs()
+            let setup = try await CredentialSetup.start(configuration: configuration, environment: [:], logger: logs.logger())
+            let client = try IoTDAClient(
+                configuration: .init(endpoint: simulator.endpoint, credentials: setup.provider, concurrency: 8,
+                                     requestTimeout: .seconds(5)),
+                logger: logs.logger())
+            let store = try TestSupport.makeStore().store
+            _ = try store.enqueue(TestSupport.items((0..<tasks).map { String(format: "meta-%04d", $0) }), now: Date())
+            let service = CleanerService(
+                options: CleanerOptions(projectID: project, concurrency: 8, maxRequestsPerSecond: rate,
+                                        pollInterval: .milliseconds(50), drain: true, credentialsDescription: setup.description),
+                store: store, transport: client,
+                retry: .exponentialJitter(maxAttempts: 8, baseDelay: .milliseconds(5), maxDelay: .milliseconds(50)),
+                credentials: setup.provider, beforeProbe: { setup.reader.beforeProbe() }, logger: logs.logger())
+            return Rig(simulator: simulator, setup: setup, client: client, store: store, service: service, logs: logs)
+        }
+
+        /// Runs the service to the end of the queue beside the refresher, as `run --drain` does.
+        func drain() async throws {
+            let refresher = try #require(setup.refresher)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await refresher.run() }
+                try await service.run()
+                group.cancelAll()
+            }
+        }
+
+        func stop() async throws {
+            try await client.shutdown()
+            try await setup.shutdown()
+            try await simulator.shutdown()
+        }
+    }
+
+    @Test("credentials that live 20 s, over 40 s at 15 requests/s: renewed a handful of times, never used after expiry")
+    func renewedOverALongRun() async throws {
+        let rig = try await Rig.start(lifetime: .seconds(20), tasks: 600, rate: 15)
+        let started = ContinuousClock.now
+        try await rig.drain()
+        let elapsed = ContinuousClock.now - started
+        let counters = rig.simulator.counters
+        print("20 s credentials over \(elapsed): \(counters.metadataCredentialRequests) fetches, \(counters.expiredCredentialRequests) requests signed after expiry")
+        #expect(elapsed >= .seconds(38), "\(elapsed)")
+        #expect(counters.successfulDeletes == 600)
+        #expect(counters.acceptedWithTemporaryKey == 600)
+        #expect(counters.expiredCredentialRequests == 0)
+        #expect(counters.authFailures == 0)
+        // Renewed at half-life (10 s): the first fetch and about four more, not one per request.
+        #expect((3...8).contains(counters.metadataCredentialRequests), "\(counters.metadataCredentialRequests) fetches")
+        #expect(counters.metadataTokenRequests == 1, "one session token lives 6 hours")
+        #expect(rig.logs.lines.filter { $0.message == "temporary credentials renewed" }.count == counters.metadataCredentialRequests - 1)
+        #expect(!rig.logs.allText.contains("expired"))
+        try await rig.stop()
+    }
+
+    @Test("when renewals fail past the expiry the service pauses with one line, then resumes with the next renewal")
+    func pausesWhenExpired() async throws {
+        let rig = try await Rig.start(lifetime: .seconds(4), tasks: 150, rate: 15)
+        rig.simulator.setMetadataFailing(true)
+        let message = "temporary credentials expired and no new ones could be fetched; requests paused"
+        async let drained: Void = rig.drain()
+        #expect(await rig.logs.wait(for: message))
+        let deletedWhenPaused = rig.simulator.counters.successfulDeletes
+        #expect(deletedWhenPaused < 150)
+        rig.simulator.setMetadataFailing(false)
+        try await drained
+        let counters = rig.simulator.counters
+        #expect(counters.successfulDeletes == 150)
+        #expect(counters.expiredCredentialRequests == 0)
+        #expect(counters.authFailures == 0)
+        #expect(rig.logs.lines.filter { $0.message == "\(message)" }.count == 1)
+        #expect(rig.logs.lines.contains { $0.message == "cannot renew the temporary credentials; trying again" })
+        #expect(!rig.logs.allText.contains("securitytoken") && !rig.logs.allText.contains("secret"))
+        // Tasks about to be sent when the keys expired were given back, not counted as attempts.
+        #expect(try rig.store.counts()[.deleted] == 150)
+        try await rig.stop()
+    }
+
+    @Test("a clock 20 minutes behind the server's is named in the error line and the status")
+    func clockOffsetNamed() async throws {
+        let harness = try await ServiceHarness.start(simulator: .init(clockOffset: .seconds(20 * 60)))
+        try harness.enqueue(["skew-1", "skew-2"])
+        let service = harness.service(ServiceHarness.options(drain: true))
+        await #expect(throws: CleanerError.self) { try await service.run() }
+        let line = try #require(harness.logs.lines.first { $0.message == "credentials refused, the local clock is off; requests paused" })
+        let offset = try #require(line.metadata["clock_offset_s"].flatMap(Int.init))
+        #expect((-1201 ... -1199).contains(offset))
+        #expect(line.metadata["cause"]?.contains("s behind the server's (signatures are refused beyond 15 minutes)") == true)
+        #expect(service.statusText(counts: [:]).contains("behind the server's"))
+        #expect(harness.simulator.counters.authFailures == 1)
+        try await harness.shutdown()
+    }
+}
