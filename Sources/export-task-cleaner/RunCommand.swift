@@ -61,7 +61,7 @@ struct RunCommand: AsyncParsableCommand {
         try await credentials.shutdown()
         try await client.shutdown()
         if outcome == .credentialsRefused {
-            throw CleanerError(.credentialsRefused, "the service refused our credentials (\(credentials.description)); the tasks were left pending")
+            throw CleanerError(.credentialsRefused, "the service refused our credentials (\(credentials.provider)); the tasks were left pending")
         }
     }
 
@@ -78,19 +78,22 @@ struct RunCommand: AsyncParsableCommand {
             retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
                                       baseDelay: configuration.retry.baseDelay, maxDelay: configuration.retry.maxDelay),
             notifier: notifier, liveness: liveness, credentials: credentials.provider,
-            beforeProbe: { credentials.reader.beforeProbe() }, logger: logger)
+            credentialSource: credentials.reader, logger: logger)
         let watchdog = WatchdogService(notifier: notifier, monitor: liveness, logger: logger)
         let reloader = ConfigurationReloader(path: configurationPath, running: configuration, cleaner: cleaner,
                                              credentials: credentials.reader, notifier: notifier, logger: logger)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: cleaner, successTerminationBehavior: .gracefullyShutdownGroup,
-                  failureTerminationBehavior: .gracefullyShutdownGroup),
-            .init(service: watchdog, successTerminationBehavior: .ignore),
-            .init(service: reloader, successTerminationBehavior: .ignore),
-        ]
+        // A group shuts its services down in reverse order: the refresher and the reloader go
+        // on through the cleaner's grace period.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let refresher = credentials.refresher {
             services.append(.init(service: refresher, successTerminationBehavior: .ignore))
         }
+        services += [
+            .init(service: reloader, successTerminationBehavior: .ignore),
+            .init(service: cleaner, successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup),
+            .init(service: watchdog, successTerminationBehavior: .ignore),
+        ]
         var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // The cleaner ends its own grace period and, 5 s later, its writes of outcomes (README,
         // "Behaviour under failures"); a write may block for SQLite's busy timeout (10 s) on

@@ -101,9 +101,9 @@ struct CredentialEndToEndTests {
     // MARK: Helpers
 
     /// Writes a credentials file as an operator's editor does: a new file, mode 0600, renamed over the old.
-    static func writeKey(_ key: AccessKey, to path: String) throws {
+    static func writeKey(_ key: AccessKey, to path: String, mode: mode_t = 0o600) throws {
         let temporary = path + ".new"
         try Data("ak = \(key.ak)\nsk = \(key.sk)\n".utf8).write(to: URL(fileURLWithPath: temporary))
-        guard chmod(temporary, 0o600) == 0, rename(temporary, path) == 0 else { throw CleanerError.runtime("cannot write \(path)") }
+        guard chmod(temporary, mode) == 0, rename(temporary, path) == 0 else { throw CleanerError.runtime("cannot write \(path)") }
     }
 }

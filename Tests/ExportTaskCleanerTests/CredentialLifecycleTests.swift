@@ -24,51 +24,75 @@ struct CredentialLifecycleTests {
         #expect(provider.authorization(at: Self.t0.addingTimeInterval(-1)) == nil)
         #expect(!provider.isUsable(at: Self.t0.addingTimeInterval(-1)))
 
-        let changes = Mutex<[String]>([])
-        provider.setListener { change in
-            changes.withLock {
-                switch change {
-                case .replaced(let newKey): $0.append("replaced newKey=\(newKey)")
-                case .expired: $0.append("expired")
-                }
-            }
-        }
+        let changes = Mutex<[CredentialProvider.Change]>([])
+        provider.setListener { change in changes.withLock { $0.append(change) } }
         provider.expire(at: Self.t0.addingTimeInterval(-1.5))  // not expired yet: nothing
         provider.expire(at: Self.t0)
         provider.replace(.accessKey(Self.keyA), source: "test")
         provider.replace(.accessKey(Self.keyB), source: "test")
         provider.replace(.accessKey(Self.keyA), source: "metadata", expiresAt: Self.t0, renewal: true)
-        #expect(changes.withLock { $0 } == ["expired", "replaced newKey=false", "replaced newKey=true", "replaced newKey=false"])
+        #expect(changes.withLock { $0 } == [
+            .expired(generation: 0), .replaced(newKey: false, renewal: false, generation: 1),
+            .replaced(newKey: true, renewal: false, generation: 2), .replaced(newKey: false, renewal: true, generation: 3),
+        ])
         #expect(provider.current.generation == 3)
-        #expect("\(provider)".contains("AKAA…") && !"\(provider)".contains("secret"))
+        #expect(provider.expiredGeneration(at: Self.t0) == 3)
+        #expect("\(provider)".contains("AKAA…") && "\(provider)".contains("signed SDK-HMAC-SHA256") && !"\(provider)".contains("secret"))
     }
 
     // MARK: Circuit
 
-    @Test("new credentials let a paused circuit probe at once; a new key is verified before it is trusted")
+    @Test("credentials read again end a pause at once, a renewal only a wait for credentials; a new key is verified first")
     func circuitAnswersCredentials() {
         let now = ContinuousClock.now
         var circuit = CredentialCircuit()
         circuit.accepted()
-        circuit.credentialsReplaced(newKey: false)
+        circuit.credentialsReplaced(newKey: false, renewal: true, generation: 1)
         #expect(circuit.state == .verified)
-        circuit.credentialsReplaced(newKey: true)
+        circuit.credentialsReplaced(newKey: true, renewal: false, generation: 2)
         #expect(circuit.state == .unverified)
 
         circuit.accepted()
-        #expect(circuit.refused(now: now) == CredentialCircuit.initialPause)
+        #expect(circuit.refused(now: now, generation: 2) == CredentialCircuit.initialPause)
         #expect(circuit.allowance(now: now) == 0)
-        circuit.credentialsReplaced(newKey: true)
+        circuit.credentialsReplaced(newKey: false, renewal: true, generation: 3)
+        #expect(circuit.isOpen, "a renewal does not end a refusal's pause")
+        circuit.credentialsReplaced(newKey: true, renewal: false, generation: 4)
         #expect(circuit.state == .probing)
         #expect(circuit.allowance(now: now) == 1)
 
-        let paused = circuit.credentialsExpired(), pausedAgain = circuit.credentialsExpired()
+        let paused = circuit.credentialsExpired(generation: 4), pausedAgain = circuit.credentialsExpired(generation: 4)
         #expect(paused && !pausedAgain)
         #expect(circuit.allowance(now: now.advanced(by: .seconds(3600))) == 0)
         #expect(circuit.state.holdsRequests)
-        circuit.credentialsReplaced(newKey: false)
+        circuit.credentialsReplaced(newKey: false, renewal: true, generation: 5)
         #expect(circuit.state == .probing)
         #expect(!circuit.state.holdsRequests)
+    }
+
+    @Test("news about older credentials changes nothing: a late expiry, a late 401")
+    func olderGenerations() {
+        let now = ContinuousClock.now
+        var circuit = CredentialCircuit()
+        circuit.accepted()
+        circuit.credentialsReplaced(newKey: false, renewal: true, generation: 2)
+        let stale = circuit.credentialsExpired(generation: 1)
+        #expect(!stale && circuit.state == .verified)
+        #expect(circuit.refused(now: now, generation: 1) == nil)
+        #expect(circuit.state == .verified && circuit.consecutiveRefusals == 0)
+        #expect(circuit.refused(now: now, generation: 2) != nil)
+    }
+
+    @Test("a pause that has ended opens its probe only for the work loop")
+    func probeOnlyFromTheLoop() {
+        let now = ContinuousClock.now
+        var circuit = CredentialCircuit()
+        _ = circuit.refused(now: now)
+        let later = now.advanced(by: CredentialCircuit.initialPause)
+        #expect(circuit.allowance(now: later, mayStartProbe: false) == 0)
+        #expect(circuit.isOpen)
+        #expect(circuit.allowance(now: later) == 1)
+        #expect(circuit.state == .probing)
     }
 
     @Test("the source is read again once, as the pause ends and before the probe goes")
@@ -214,6 +238,24 @@ struct CredentialLifecycleTests {
         #expect(verdict(nil).explanation.contains("cannot be reached"))
         #expect(SetupCheck.probeExportTaskID().count == 26)
         #expect(IdentifierRule.exportTaskID.isValid(SetupCheck.probeExportTaskID()))
+    }
+
+    @Test("check's database findings: missing, this release's, another application's; nothing is created")
+    func databaseFindings() throws {
+        let folder = try TestSupport.makeFolder("check")
+        let path = folder.appendingPathComponent("queue.sqlite3").path
+        let missing = SetupCheck.database(path: path)
+        #expect(missing.count == 1 && missing[0].ok && missing[0].value.contains("does not exist yet"))
+        #expect(!FileManager.default.fileExists(atPath: path))
+
+        _ = try SQLiteQueueStore(path: path)
+        let queue = SetupCheck.database(path: path)
+        #expect(queue.allSatisfy { $0.ok }, "\(queue)")
+        #expect(queue.contains { $0.label == "schema" && $0.value == "version \(SQLiteQueueStore.schemaVersion), this release's" })
+
+        let foreign = folder.appendingPathComponent("other.sqlite3").path
+        try SQLiteConnection(path: foreign).execute("CREATE TABLE invoices(id INTEGER)")
+        #expect(SetupCheck.database(path: foreign).contains { $0.label == "schema" && !$0.ok })
     }
 
     // MARK: Log level

@@ -40,7 +40,7 @@ struct MetadataCredentialsTests {
                                         pollInterval: .milliseconds(50), drain: true, credentialsDescription: setup.description),
                 store: store, transport: client,
                 retry: .exponentialJitter(maxAttempts: 8, baseDelay: .milliseconds(5), maxDelay: .milliseconds(50)),
-                credentials: setup.provider, beforeProbe: { setup.reader.beforeProbe() }, logger: logs.logger())
+                credentials: setup.provider, credentialSource: setup.reader, logger: logs.logger())
             return Rig(simulator: simulator, setup: setup, client: client, store: store, service: service, logs: logs)
         }
 
@@ -103,6 +103,58 @@ struct MetadataCredentialsTests {
         // Tasks about to be sent when the keys expired were given back, not counted as attempts.
         #expect(try rig.store.counts()[.deleted] == 150)
         try await rig.stop()
+    }
+
+    @Test("the metadata client: one session token for many fetches, a new one once after a 401, a clear error on a 500")
+    func metadataClient() async throws {
+        let simulator = try await IoTDASimulator.start(
+            .init(projectID: Self.project, auth: .metadataCredentials, metadata: .init()),
+            logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
+        let client = try MetadataCredentialsClient(endpoint: simulator.endpoint)
+        let first = try await client.fetch()
+        let second = try await client.fetch()
+        #expect(first.key.ak != second.key.ak && first.key.isTemporary)
+        #expect(simulator.counters.metadataTokenRequests == 1 && simulator.counters.metadataCredentialRequests == 2)
+
+        simulator.revokeMetadataSessionTokens()
+        _ = try await client.fetch()
+        #expect(simulator.counters.metadataRefusals == 1)
+        #expect(simulator.counters.metadataTokenRequests == 2 && simulator.counters.metadataCredentialRequests == 3)
+
+        simulator.setMetadataFailing(true)
+        let error = await #expect(throws: CleanerError.self) { _ = try await client.fetch() }
+        #expect(error?.code == .runtime)
+        #expect(error?.message.contains("answered 500") == true)
+        #expect(simulator.counters.requests == 0, "no delete was sent")
+        try await client.shutdown()
+        try await simulator.shutdown()
+    }
+
+    @Test("expired credentials sign nothing: the client sends nothing, and the task is given back without an attempt")
+    func expiredSignNothing() async throws {
+        let simulator = try await IoTDASimulator.start(
+            .init(projectID: Self.project, auth: .metadataCredentials, metadata: .init()),
+            logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
+        let provider = CredentialProvider(.accessKey(AccessKey(ak: "EXPIREDAK", sk: "expired-secret", securityToken: "t")),
+                                          source: "test", expiresAt: Date().addingTimeInterval(0.5),
+                                          signing: .sdkHMACSHA256, region: "cn-north-4")
+        let client = try IoTDAClient(configuration: .init(endpoint: simulator.endpoint, credentials: provider, concurrency: 1,
+                                                          requestTimeout: .seconds(5)),
+                                     logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        let result = await client.delete(DeleteRequest(exportTaskID: "never-sent", projectID: Self.project))
+        #expect(result.classification == .authRefused && result.delivery == .notSent && result.httpStatus == nil)
+        #expect(simulator.counters.requests == 0)
+
+        let service = CleanerService(
+            options: CleanerOptions(projectID: Self.project), store: try TestSupport.makeStore().store, transport: client,
+            retry: .exponentialJitter(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(1)),
+            credentials: provider, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        let task = ClaimedTask(id: 1, exportTaskID: "never-sent", projectID: nil, instanceID: nil, attempts: 2, leaseToken: "lease")
+        let transition = service.transition(for: task, result: result, cancelled: false)
+        #expect(transition.change == .release && transition.attempts == 2)
+        #expect(transition.audit.outcome == .released && transition.audit.attempt == nil)
+        try await client.shutdown()
+        try await simulator.shutdown()
     }
 
     @Test("a clock 20 minutes behind the server's is named in the error line and the status")

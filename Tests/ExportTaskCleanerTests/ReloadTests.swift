@@ -24,10 +24,7 @@ struct ReloadTests {
         }
 
         func writeKey(_ key: AccessKey, mode: mode_t = 0o600) throws {
-            // As an operator's editor does: a new file renamed over the old one.
-            let temporary = credentials + ".new"
-            try Data("ak = \(key.ak)\nsk = \(key.sk)\n".utf8).write(to: URL(fileURLWithPath: temporary))
-            guard chmod(temporary, mode) == 0, rename(temporary, credentials) == 0 else { throw CleanerError.runtime("write failed") }
+            try CredentialEndToEndTests.writeKey(key, to: credentials, mode: mode)
         }
 
         func writeConfig(_ overrides: [String: Any] = [:]) throws {
@@ -92,6 +89,10 @@ struct ReloadTests {
                                              credentials: setup.reader(provider, logs: logs), notifier: notifier,
                                              logger: logs.logger())
         defer { LogSetup.level.set(.info) }
+        // Before the service's READY=1, a reload tells systemd nothing.
+        _ = reloader.reload()
+        #expect(socket.receiveIfQueued() == nil)
+        service.isReady.store(true, ordering: .releasing)
 
         try setup.writeKey(Self.keyB)
         try setup.writeConfig(["log_level": "debug", "concurrency": 16, "max_requests_per_second": 50,

@@ -26,7 +26,7 @@ public enum SetupCheck {
     /// read-only, never created or migrated.
     public static func database(path: String) -> [Finding] {
         var findings: [Finding] = []
-        let folder = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let folder = QueueFiles.folder(of: path)
         guard access(path, F_OK) == 0 else {
             let creatable = access(folder, W_OK | X_OK) == 0
             findings.append(Finding("database", "\(TextFormat.printable(path)) does not exist yet; "
@@ -43,13 +43,31 @@ public enum SetupCheck {
             : writable ? "the file yes, but not its folder \(TextFormat.printable(folder)), where SQLite keeps -wal and -shm"
             : "no: this user cannot write \(TextFormat.printable(path))",
             ok: writable && folderWritable))
-        do {
-            _ = try SQLiteQueueStore(path: path, purpose: .inspect)
-            findings.append(Finding("schema", "version \(SQLiteQueueStore.schemaVersion) (this release's), readable"))
-        } catch {
-            findings.append(Finding("schema", "\(error)", ok: false))
-        }
+        findings.append(schema(path: path))
         return findings
+    }
+
+    /// The file's schema version, read without changing anything: this release's, an older one
+    /// that `run` migrates, or a problem (not a queue; a newer release's).
+    static func schema(path: String) -> Finding {
+        let current = SQLiteQueueStore.schemaVersion
+        do {
+            let connection = try SQLiteConnection(path: path, mode: .readOnly)
+            let found = try connection.scalarInt("PRAGMA user_version") ?? 0
+            switch found {
+            case current: return Finding("schema", "version \(found), this release's")
+            case 1..<current: return Finding("schema", "version \(found); `run` or `enqueue` migrates it to \(current)")
+            case 0 where isEmpty(connection): return Finding("schema", "none yet (an empty file): `run` or `enqueue` creates it")
+            case 0: return Finding("schema", "no export-task-cleaner schema: another application's database", ok: false)
+            default: return Finding("schema", "version \(found), of a newer export-task-cleaner than this one (\(current))", ok: false)
+            }
+        } catch {
+            return Finding("schema", "cannot read it: \(error)", ok: false)
+        }
+    }
+
+    private static func isEmpty(_ connection: SQLiteConnection) -> Bool {
+        (try? connection.scalarInt("SELECT count(*) FROM sqlite_master")) == 0
     }
 
     /// A made-up export task ID that no export task has: `etc-check-` and 16 random hex digits.

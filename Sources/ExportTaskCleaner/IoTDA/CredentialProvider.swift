@@ -27,12 +27,13 @@ public final class CredentialProvider: Sendable {
     }
 
     /// What changed, for the service's listener.
-    public enum Change: Sendable {
-        /// New credentials. `newKey`: another key than before, not yet shown to work (a key
-        /// rotated on disk); false for a renewal of temporary credentials, or the same key read again.
-        case replaced(newKey: Bool)
-        /// The credentials in hand expired and none replaced them.
-        case expired
+    public enum Change: Sendable, Equatable {
+        /// New credentials, of `generation`. `newKey`: another key than before, not yet shown to
+        /// work (a key rotated on disk). `renewal`: temporary credentials renewed on schedule,
+        /// rather than read again on purpose (a reload, before a probe).
+        case replaced(newKey: Bool, renewal: Bool, generation: Int)
+        /// The credentials of `generation` expired and none replaced them.
+        case expired(generation: Int)
     }
 
     private struct State {
@@ -60,39 +61,43 @@ public final class CredentialProvider: Sendable {
 
     /// The authorization for a request signed at `date`; nil when the credentials in hand have
     /// expired by then, or are in their last second (nothing may be signed with them).
-    package func authorization(at date: Date) -> Authorization? {
+    package func authorization(at date: Date) -> (authorization: Authorization, generation: Int)? {
         state.withLock { state in
-            if let expiresAt = state.current.expiresAt, date >= expiresAt - Self.expiryMargin { return nil }
-            return state.authorization
+            state.current.isExpired(at: date) ? nil : (state.authorization, state.current.generation)
         }
     }
 
     /// Whether requests may be signed at `date`.
     public func isUsable(at date: Date) -> Bool {
-        state.withLock { state in state.current.expiresAt.map { date < $0 - Self.expiryMargin } ?? true }
+        state.withLock { !$0.current.isExpired(at: date) }
+    }
+
+    /// The generation of the credentials in hand when they have expired by `date`; nil while
+    /// they may be used.
+    public func expiredGeneration(at date: Date) -> Int? {
+        state.withLock { $0.current.isExpired(at: date) ? $0.current.generation : nil }
     }
 
     /// Replaces the credentials; requests signed before keep theirs. Tells the listener.
     /// `renewal`: temporary credentials of the same identity, renewed (never a new key to verify).
     public func replace(_ credentials: Credentials, source: String, expiresAt: Date? = nil, renewal: Bool = false) {
-        let (listener, newKey) = state.withLock { state in
+        let (listener, newKey, generation) = state.withLock { state in
             let newKey = !renewal && credentials.keyIdentity != state.current.credentials.keyIdentity
             state.current = Current(credentials: credentials, source: source, expiresAt: expiresAt,
                                     generation: state.current.generation + 1)
             state.authorization = Self.authorization(for: credentials, signing: signing, region: region)
-            return (state.listener, newKey)
+            return (state.listener, newKey, state.current.generation)
         }
-        listener?(.replaced(newKey: newKey))
+        listener?(.replaced(newKey: newKey, renewal: renewal, generation: generation))
     }
 
     /// The credentials in hand have expired and could not be replaced: tells the listener, so
     /// the service pauses and says why. Does nothing when they have not expired by `date`.
     public func expire(at date: Date) {
-        let listener: (@Sendable (Change) -> Void)? = state.withLock { state in
-            guard let expiresAt = state.current.expiresAt, date >= expiresAt - Self.expiryMargin else { return nil }
-            return state.listener
+        let expired: (listener: (@Sendable (Change) -> Void)?, generation: Int)? = state.withLock { state in
+            state.current.isExpired(at: date) ? (state.listener, state.current.generation) : nil
         }
-        listener?(.expired)
+        if let expired { expired.listener?(.expired(generation: expired.generation)) }
     }
 
     /// Sets the one listener (the service, while it runs); nil removes it. Called outside the
@@ -110,9 +115,21 @@ public final class CredentialProvider: Sendable {
 }
 
 extension CredentialProvider: CustomStringConvertible {
+    /// Where the credentials in hand came from and how requests are signed, never a secret:
+    /// `Credentials.accessKey(AccessKey(ak: QTWA…, sk: <redacted>)) from auth.credentials_file, signed SDK-HMAC-SHA256`.
     public var description: String {
         let current = self.current
-        return "\(current.credentials) from \(current.source)"
+        switch current.credentials {
+        case .accessKey: return "\(current.credentials) from \(current.source), signed \(signing.rawValue)"
+        case .token: return "X-Auth-Token from \(current.source)"
+        }
+    }
+}
+
+extension CredentialProvider.Current {
+    /// Expired, or in its last second (``CredentialProvider/expiryMargin``), at `date`.
+    fileprivate func isExpired(at date: Date) -> Bool {
+        expiresAt.map { date >= $0 - CredentialProvider.expiryMargin } ?? false
     }
 }
 

@@ -45,7 +45,8 @@ final class DeleteResponseDelegate: HTTPClientResponseDelegate {
             $0.reason = head.status.reasonPhrase
             $0.requestID = head.headers.first(name: "X-Request-Id")
             $0.retryAfter = head.headers.first(name: "Retry-After")
-            if head.status.code == 401 { $0.date = head.headers.first(name: "Date") }
+            // An HTTP date is 29 characters; anything much longer is not one.
+            if head.status.code == 401 { $0.date = head.headers.first(name: "Date").flatMap { $0.utf8.count <= 64 ? $0 : nil } }
         }
         return task.eventLoop.makeSucceededVoidFuture()
     }

@@ -24,7 +24,8 @@ public enum DeleteClassification: String, Sendable, Hashable, CaseIterable {
     case forbidden
     /// Any other 4xx but 401, 408 and 429, and any status outside 2xx/4xx/5xx (1xx, 3xx).
     case rejected
-    /// 401: the service refused our credentials; not a task's outcome.
+    /// 401: the service refused our credentials; not a task's outcome. Also a request not sent
+    /// because the temporary credentials in hand had expired (no status, `not_sent`).
     case authRefused
     /// 408, 429, 5xx, and every failure without a response.
     case retryable
@@ -61,6 +62,9 @@ public struct DeleteResult: Sendable, Hashable {
     public var duration: Duration
     /// On a 401: how far the local clock is from the server's, by the response's `Date` header.
     public var clockOffset: ClockOffset?
+    /// Which credentials signed the request (``CredentialProvider/Current/generation``): a
+    /// refusal of older ones says nothing about the credentials in hand.
+    public var credentialsGeneration: Int?
 
     public init(
         classification: DeleteClassification,

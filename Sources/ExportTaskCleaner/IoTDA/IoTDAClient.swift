@@ -147,7 +147,7 @@ public final class IoTDAClient: IoTDATransport, Sendable {
 
         var metadata: Logger.Metadata = [
             "endpoint": "\(endpoint.baseURL)",
-            "concurrency": "\(configuration.concurrency)",
+            "connections": "\(configuration.concurrency)",
             "request_timeout_ms": "\(requestTimeoutMilliseconds)",
         ]
         switch configuration.credentials.current.credentials {
@@ -187,9 +187,10 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         let path = PercentEncoding.path(segments)
 
         let signedAt = now()
-        guard let authorization = credentials.authorization(at: signedAt) else {
+        guard let (authorization, generation) = credentials.authorization(at: signedAt) else {
             // Temporary credentials expired and not yet replaced: nothing may be signed with them.
-            return .noResponse(delivery: .notSent, message: Self.expiredCredentials, duration: clock.now - start)
+            return DeleteResult(classification: .authRefused, delivery: .notSent,
+                                errorMessage: Self.expiredCredentials, duration: clock.now - start)
         }
         var headers = HTTPHeaders()
         headers.reserveCapacity(8)
@@ -261,6 +262,7 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             requestID: response.requestID,
             duration: clock.now - start
         )
+        result.credentialsGeneration = generation
         if !(200..<300).contains(response.status) {
             let body = ErrorBody.parse(response.body)
             result.errorCode = body.code

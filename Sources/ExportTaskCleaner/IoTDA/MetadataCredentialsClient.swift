@@ -69,8 +69,17 @@ public final class MetadataCredentialsClient: Sendable {
         }
     }
 
-    /// Fetches the agency's current temporary credentials.
+    /// Fetches the agency's current temporary credentials. Every failure is a run-time error
+    /// (exit 1, and systemd tries again): the metadata service's answers are not configuration.
     public func fetch() async throws -> Fetched {
+        do {
+            return try await fetchOnce()
+        } catch let error as CleanerError where error.code == .configuration {
+            throw CleanerError.runtime(error.message)
+        }
+    }
+
+    private func fetchOnce() async throws -> Fetched {
         var answer = try await securityKey(token: try await sessionToken(renew: false))
         if answer.status == 401 {
             answer = try await securityKey(token: try await sessionToken(renew: true))
@@ -149,10 +158,14 @@ public final class MetadataCredentialsClient: Sendable {
         }
         let credential = answer.credential
         let place = "the ECS metadata service's credential"
+        func value(_ text: String, _ name: String, upTo limit: Int) throws -> String {
+            guard text.utf8.count <= limit else { throw CleanerError.runtime("\(place) \(name) is longer than \(limit) bytes") }
+            return try CredentialsLoader.credentialValue(Array(text.utf8), describedAs: "\(place) \(name)")
+        }
         let key = AccessKey(
-            ak: try CredentialsLoader.credentialValue(Array(credential.access.utf8), describedAs: "\(place) access"),
-            sk: try CredentialsLoader.credentialValue(Array(credential.secret.utf8), describedAs: "\(place) secret"),
-            securityToken: try CredentialsLoader.credentialValue(Array(credential.securitytoken.utf8), describedAs: "\(place) securitytoken"))
+            ak: try value(credential.access, "access", upTo: 128),
+            sk: try value(credential.secret, "secret", upTo: 256),
+            securityToken: try value(credential.securitytoken, "securitytoken", upTo: 16 * 1024))
         guard credential.expires_at.utf8.count <= 64, let expiresAt = Timestamp.parse(credential.expires_at) else {
             throw CleanerError.runtime("\(place) expires_at is not a UTC time like 2026-11-29T12:00:00.000000Z")
         }

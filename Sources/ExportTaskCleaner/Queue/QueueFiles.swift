@@ -86,8 +86,13 @@ public enum QueueFiles {
         var setgid: Bool
     }
 
+    /// The folder a file is in (`.` for a bare name).
+    static func folder(of path: String) -> String {
+        path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+    }
+
     private static func folderInfo(of path: String) -> Folder? {
-        let folder = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let folder = folder(of: path)
         var info = stat()
         guard stat(folder, &info) == 0 else { return nil }
         return Folder(path: folder, gid: info.st_gid, setgid: info.st_mode & S_ISGID != 0)

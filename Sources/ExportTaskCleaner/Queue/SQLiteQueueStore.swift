@@ -18,10 +18,10 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     /// What opening changed in the files' modes and groups (``QueueFiles``), for the log.
     public let repairs: [QueueFiles.Repair]
 
-    /// What a command opens the queue for.
     /// The schema version this release writes (README, "The database").
     public static var schemaVersion: Int { Schema.currentVersion }
 
+    /// What a command opens the queue for.
     public enum Purpose: Sendable {
         /// `status`, `audit`: read only. The file must exist and be a queue of this release;
         /// it is never created, migrated or switched to WAL, and no statement writes to it.

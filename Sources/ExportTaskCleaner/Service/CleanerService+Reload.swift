@@ -30,28 +30,28 @@ extension CleanerService {
     /// at once; expired ones pause every request until new ones arrive.
     func credentialsChanged(_ change: CredentialProvider.Change) {
         switch change {
-        case .replaced(let newKey):
-            traffic.credentialsReplaced(newKey: newKey)
+        case .replaced(let newKey, let renewal, let generation):
+            traffic.credentialsReplaced(newKey: newKey, renewal: renewal, generation: generation)
             let events = shared.withLock {
                 $0.refusalCause = nil
                 return $0.events
             }
             events?.yield(.credentialsChanged)
-        case .expired:
-            credentialsExpired()
+        case .expired(let generation):
+            credentialsExpired(generation: generation)
         }
     }
 
-    /// Pauses requests because the credentials in hand expired: one log line and the status
-    /// say why, once per pause.
-    func credentialsExpired() {
-        guard traffic.credentialsExpired() else { return }
+    /// Pauses requests because the credentials of `generation` expired: one log line and the
+    /// status say why, once per pause; nothing when newer ones have arrived since.
+    func credentialsExpired(generation: Int) {
+        guard traffic.credentialsExpired(generation: generation) else { return }
         let current = credentials?.current
         logger.error("temporary credentials expired and no new ones could be fetched; requests paused", metadata: [
             "source": "\(current?.source ?? "unknown")",
             "expired_at": "\(current?.expiresAt.map(Timestamp.format) ?? "unknown")",
         ])
-        _ = notifier?.status("PAUSED: the temporary credentials expired; waiting for new ones from \(current?.source ?? "their source")")
+        if let status = pauseStatus(.awaitingCredentials) { _ = notifier?.status(status) }
     }
 
     /// The status line's part for a circuit that holds requests back, or nil.

@@ -11,7 +11,7 @@ extension CleanerService {
         while true {
             await process(task)
             let next = ready.next { inFlight in
-                !isStopping && traffic.freeSlots(inFlight: inFlight - 1, now: clock.instant()).free > 0
+                !isStopping && traffic.freeSlots(inFlight: inFlight - 1, now: clock.instant(), mayStartProbe: false).free > 0
             }
             guard let next else { break }
             if next.left == lowWater { events.yield(.runningLow) }
@@ -28,6 +28,12 @@ extension CleanerService {
             return
         }
         let now = clock.now()
+        if let generation = credentials?.expiredGeneration(at: now) {
+            // Temporary credentials expired before new ones came: pause, and keep the task.
+            credentialsExpired(generation: generation)
+            recorder.submit(releasing(task, reason: "the temporary credentials expired"))
+            return
+        }
         // One lock for the check and the count: this is every request's path.
         let mayStart = shared.withLock { shared in
             guard shared.leases.mayStart(task, now: now, margin: options.leaseSendMargin) else {
@@ -46,15 +52,13 @@ extension CleanerService {
             recorder.submit(releasing(task, reason: "the lease lapsed before the request could start"))
             return
         }
-        if let credentials, !credentials.isUsable(at: now) {
-            // Temporary credentials expired before new ones came: pause, and keep the task.
-            credentialsExpired()
-            recorder.submit(releasing(task, reason: "the temporary credentials expired"))
-            return
-        }
         let request = DeleteRequest(exportTaskID: task.exportTaskID, projectID: task.projectID ?? options.projectID,
                                     instanceID: task.instanceID ?? options.instanceID)
         let result = await transport.delete(request)
+        if result.classification == .authRefused, result.httpStatus == nil, let generation = credentials?.expiredGeneration(at: clock.now()) {
+            // The transport found them expired as it signed: nothing was sent.
+            credentialsExpired(generation: generation)
+        }
         report(traffic.observe(result, now: clock.instant()), result: result, task: task)
         recorder.submit(transition(for: task, result: result, cancelled: Task.isCancelled))
     }
@@ -109,8 +113,9 @@ extension CleanerService {
         case .forbidden: return finish(.forbidden, .forbidden)
         case .rejected: return finish(.rejected, .rejected)
         case .authRefused:
-            // Not the task's fault: it stays pending, no attempt used.
-            audit.outcome = .authRefused
+            // Not the task's fault: it stays pending, no attempt used. Without a status, it
+            // was not sent at all (the temporary credentials had expired): given back.
+            audit.outcome = result.httpStatus == nil ? .released : .authRefused
             audit.attempt = nil
             return TaskTransition(task: task, change: .release, attempts: task.attempts, audit: audit)
         case .retryable where cancelled:
@@ -214,6 +219,8 @@ extension CleanerService {
                 metadata["clock_offset_s"] = "\(offset.seconds)"
             }
             shared.withLock { $0.refusalCause = cause }
+            // Temporary credentials are renewed now, so that the probe goes with new ones.
+            credentialSource?.afterRefusal()
             logger.error(cause == nil ? "credentials refused; requests paused" : "credentials refused, the local clock is off; requests paused",
                          metadata: metadata)
             _ = notifier?.status("PAUSED: credentials refused (\(result.errorCode ?? "401"))\(cause.map { ": \($0)" } ?? ""); next try in \(pause.components.seconds) s")

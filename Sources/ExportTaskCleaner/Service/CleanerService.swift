@@ -50,6 +50,8 @@ public final class CleanerService: Service, Sendable {
     /// The credentials the transport signs with, when the caller shares them: the service
     /// pauses when temporary ones expire, and probes at once when new ones arrive.
     let credentials: CredentialProvider?
+    /// Reads the credential source again after a refusal and before a probe.
+    let credentialSource: CredentialSourceReader?
     let clock: any ServiceClock
     let random: any RandomSource
     let notifier: SystemdNotifier?
@@ -61,22 +63,27 @@ public final class CleanerService: Service, Sendable {
     private let finalOutcome = Mutex<RunOutcome?>(nil)
     /// A service runs once: its recorder and event stream are finished when it ends.
     private let hasRun = Atomic<Bool>(false)
+    /// `READY=1` was sent: a reload may say `RELOADING=1` … `READY=1` from then on.
+    let isReady = Atomic<Bool>(false)
 
     public init(options: CleanerOptions, store: any WorkQueue, transport: any IoTDATransport,
                 retry: any RetryStrategy, clock: any ServiceClock = SystemClock(),
                 random: any RandomSource = SystemRandomSource(), notifier: SystemdNotifier? = nil,
                 liveness: LivenessMonitor? = nil, credentials: CredentialProvider? = nil,
-                beforeProbe: (@Sendable () -> Void)? = nil, logger: Logger) {
+                credentialSource: CredentialSourceReader? = nil, logger: Logger) {
         self.options = options
         self.database = BlockingStore(store: store)
         self.transport = transport
         self.retryPolicy = Mutex(retry)
         self.credentials = credentials
+        self.credentialSource = credentialSource
         self.clock = clock
         self.random = random
         self.notifier = notifier
         self.liveness = liveness
         self.logger = logger
+        var beforeProbe: (@Sendable () -> Void)?
+        if let credentialSource { beforeProbe = { credentialSource.beforeProbe() } }
         self.traffic = TrafficControl(rate: options.maxRequestsPerSecond, concurrency: options.concurrency,
                                       beforeProbe: beforeProbe)
         self.recorder = OutcomeRecorder(store: database, clock: clock, logger: logger)
@@ -109,6 +116,7 @@ public final class CleanerService: Service, Sendable {
         }
         await expireDeadLeases()
         _ = notifier?.ready()
+        isReady.store(true, ordering: .releasing)
         logger.info("cleaner started", metadata: [
             "concurrency": "\(options.concurrency)", "max_requests_per_second": "\(options.maxRequestsPerSecond)",
             "drain": "\(options.drain)",
@@ -149,7 +157,7 @@ public final class CleanerService: Service, Sendable {
         }
         if outcome == .credentialsRefused {
             throw CleanerError(.credentialsRefused,
-                               "the service refused our credentials (\(options.credentialsDescription)); the tasks were left pending")
+                               "the service refused our credentials (\(credentials?.description ?? options.credentialsDescription)); the tasks were left pending")
         }
         if outcome == .databaseCorrupt {
             throw CleanerError.runtime(

@@ -47,15 +47,18 @@ public final class ConfigurationReloader: Service, Sendable {
     /// Reloads now.
     @discardableResult
     public func reload() -> Result {
-        _ = notifier?.reloading()
-        defer { _ = notifier?.ready() }
+        // Before the service's first READY=1 (still expiring dead leases), systemd hears nothing.
+        let announce = cleaner.isReady.load(ordering: .acquiring)
+        if announce { _ = notifier?.reloading() }
+        defer { if announce { _ = notifier?.ready() } }
         let old = running.withLock { $0 }
         let new: Configuration
         do {
             new = try ConfigurationLoader.load(path: path)
-            // Read with the running method: another takes a restart (a refresher, a signer).
+            // Read with the running method: another method takes a restart (a refresher, a
+            // signer), and so does its credentials file.
             var auth = old.auth
-            auth.credentialsFile = new.auth.credentialsFile
+            if new.auth.method == old.auth.method { auth.credentialsFile = new.auth.credentialsFile }
             try credentials.reload(auth: auth)
         } catch {
             logger.error("reload refused; the running configuration is kept", metadata: [
@@ -64,7 +67,7 @@ public final class ConfigurationReloader: Service, Sendable {
             return .refused(reason: "\(error)")
         }
         var applied = old
-        applied.auth.credentialsFile = new.auth.credentialsFile
+        if new.auth.method == old.auth.method { applied.auth.credentialsFile = new.auth.credentialsFile }
         applied.logLevel = new.logLevel
         applied.maxRequestsPerSecond = new.maxRequestsPerSecond
         applied.concurrency = new.concurrency
@@ -96,7 +99,7 @@ public final class ConfigurationReloader: Service, Sendable {
     static func changedKeys(from old: Configuration, to new: Configuration, reloadable: Bool) -> [String] {
         let keys: [(String, Bool, Bool)] = [
             // (key, reloadable, changed)
-            ("auth.credentials_file", true, old.auth.credentialsFile != new.auth.credentialsFile),
+            ("auth.credentials_file", old.auth.method == new.auth.method, old.auth.credentialsFile != new.auth.credentialsFile),
             ("log_level", true, old.logLevel != new.logLevel),
             ("max_requests_per_second", true, old.maxRequestsPerSecond != new.maxRequestsPerSecond),
             ("concurrency", true, old.concurrency != new.concurrency),

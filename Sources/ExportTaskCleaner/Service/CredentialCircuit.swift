@@ -37,14 +37,16 @@ public struct CredentialCircuit: Sendable {
 
     public init() {}
 
-    /// How many requests may be in flight now: nil when this imposes no limit.
-    public mutating func allowance(now: ContinuousClock.Instant) -> Int? {
+    /// How many requests may be in flight now: nil when this imposes no limit. A pause that has
+    /// ended lets its probe through only when `mayStartProbe` (the work loop, which reads the
+    /// credential source again first); otherwise it still counts as paused.
+    public mutating func allowance(now: ContinuousClock.Instant, mayStartProbe: Bool = true) -> Int? {
         switch state {
         case .verified: return nil
         case .unverified, .probing: return 1
         case .awaitingCredentials: return 0
         case .open(let until):
-            guard now >= until else { return 0 }
+            guard now >= until, mayStartProbe else { return 0 }
             state = .probing
             return 1
         }
@@ -67,28 +69,40 @@ public struct CredentialCircuit: Sendable {
         consecutiveRefusals = 0
     }
 
-    /// New credentials arrived (a reload, a key re-read, temporary credentials renewed). A
-    /// paused circuit probes at once with them; a new key is trusted only once an answer shows
-    /// it works, so a wrong one is refused once, not once per request in flight.
-    public mutating func credentialsReplaced(newKey: Bool) {
+    /// The newest credentials' generation (``CredentialProvider/Current/generation``) this
+    /// circuit has heard of: an answer to a request signed with older ones says nothing about them.
+    public private(set) var generation = 0
+
+    /// New credentials arrived, of `generation`.
+    ///
+    /// Credentials read again (a reload, the source re-read before a probe) end a pause at
+    /// once: the probe goes now, with them. A renewal of temporary credentials ends only a wait
+    /// for credentials; a refusal's pause runs its course. A new key is trusted only once an
+    /// answer shows it works, so a wrong one is refused once, not once per request in flight.
+    public mutating func credentialsReplaced(newKey: Bool, renewal: Bool, generation: Int) {
+        self.generation = max(self.generation, generation)
         switch state {
-        case .open, .awaitingCredentials: state = .probing
+        case .awaitingCredentials: state = .probing
+        case .open where !renewal: state = .probing
         case .verified where newKey: state = .unverified
-        case .verified, .unverified, .probing: break
+        case .open, .verified, .unverified, .probing: break
         }
     }
 
-    /// The credentials in hand expired. Returns whether this paused the circuit (false when it
-    /// already waited for credentials).
-    public mutating func credentialsExpired() -> Bool {
-        if state == .awaitingCredentials { return false }
+    /// The credentials of `generation` expired. Returns whether this paused the circuit (false
+    /// when it already waited, or newer credentials have arrived since).
+    public mutating func credentialsExpired(generation: Int) -> Bool {
+        guard generation >= self.generation, state != .awaitingCredentials else { return false }
         state = .awaitingCredentials
         return true
     }
 
     /// A request was refused with 401. Returns the pause when this refusal opened the circuit,
     /// nil when it was already open (a request that was in flight when it opened).
-    public mutating func refused(now: ContinuousClock.Instant) -> Duration? {
+    /// A 401 to a request signed with credentials older than the newest (`generation`) is
+    /// ignored: it says nothing about the new ones.
+    public mutating func refused(now: ContinuousClock.Instant, generation: Int? = nil) -> Duration? {
+        if let generation, generation < self.generation { return nil }
         consecutiveRefusals += 1
         if isOpen { return nil }
         let pause = nextPause

@@ -16,8 +16,10 @@ public final class CredentialRefresher: Service, Sendable {
     private struct State {
         /// When the credentials in hand were fetched, by the local clock.
         var fetchedAt: Date
-        /// A renewal was asked for (a reload, a probe after a refusal).
+        /// A renewal was asked for (a reload, a refusal).
         var renewSoon = false
+        /// The renewal asked for ends a paused circuit's pause (a reload).
+        var probeAfterRenewal = false
     }
 
     /// The SDKs renew when less than this is left.
@@ -54,9 +56,13 @@ public final class CredentialRefresher: Service, Sendable {
         return expiresAt.addingTimeInterval(-lead)
     }
 
-    /// Asks for a renewal now (a reload; a probe after the credentials were refused).
-    public func renewSoon() {
-        state.withLock { $0.renewSoon = true }
+    /// Asks for a renewal now: after a refusal, or on a reload (`probe`: the new credentials end
+    /// a refusal's pause at once, as a key read again on a reload does).
+    public func renewSoon(probe: Bool) {
+        state.withLock {
+            $0.renewSoon = true
+            $0.probeAfterRenewal = $0.probeAfterRenewal || probe
+        }
     }
 
     public func run() async throws {
@@ -76,39 +82,61 @@ public final class CredentialRefresher: Service, Sendable {
                 guard (try? await clock.sleep(for: min(Self.wakeStep, .seconds(due.timeIntervalSince(now))))) != nil else { return }
                 continue
             }
-            state.withLock { $0.renewSoon = false }
+            let probe = state.withLock { state in
+                defer { state.renewSoon = false; state.probeAfterRenewal = false }
+                return state.probeAfterRenewal
+            }
             do {
                 let fetched = try await fetch()
                 let at = clock.now()
-                guard fetched.expiresAt > at else {
-                    throw CleanerError.runtime("the credentials fetched expired at \(Timestamp.format(fetched.expiresAt)), before the local clock's \(Timestamp.format(at)); is the local clock right?")
+                guard fetched.expiresAt > at.addingTimeInterval(CredentialProvider.expiryMargin) else {
+                    throw CleanerError.runtime("the credentials fetched expire at \(Timestamp.format(fetched.expiresAt)), by the local clock (\(Timestamp.format(at))) already; is the local clock right?")
+                }
+                guard fetched.expiresAt > (current.expiresAt ?? .distantPast) || probe else {
+                    // The same credentials again (the metadata service renews them on its own
+                    // schedule): asked again after the backoff, without a warning.
+                    failures += 1
+                    logger.debug("the metadata service gave the credentials in hand again; asking later",
+                                 metadata: ["expires_at": "\(Timestamp.format(fetched.expiresAt))"])
+                    guard await sleepBeforeRetry(failures: failures) else { return }
+                    continue
                 }
                 state.withLock { $0.fetchedAt = at }
-                provider.replace(.accessKey(fetched.key), source: source, expiresAt: fetched.expiresAt, renewal: true)
+                provider.replace(.accessKey(fetched.key), source: source, expiresAt: fetched.expiresAt, renewal: !probe)
                 failures = 0
                 logger.info("temporary credentials renewed", metadata: [
                     "access_key": "\(fetched.key.abbreviatedAK)", "expires_at": "\(Timestamp.format(fetched.expiresAt))",
                     "renew_at": "\(Timestamp.format(Self.renewalTime(fetchedAt: at, expiresAt: fetched.expiresAt)))",
                 ])
             } catch {
+                // Cut off by shutdown: not a failure.
+                if Task.isCancelled { return }
                 failures += 1
-                let wait = Self.retryDelay(failures: failures)
-                logger.warning("cannot renew the temporary credentials; trying again", metadata: [
-                    "error": "\(error)", "failures": "\(failures)", "retry_in_s": "\(wait.components.seconds)",
+                // A warning at the first failures and then at each doubling, not once a minute for ever.
+                let level: Logger.Level = failures <= 3 || failures.nonzeroBitCount == 1 ? .warning : .debug
+                logger.log(level: level, "cannot renew the temporary credentials; trying again", metadata: [
+                    "error": "\(error)", "failures": "\(failures)",
+                    "retry_in_s": "\(Self.retryDelay(failures: failures).components.seconds)",
                     "expires_at": "\(current.expiresAt.map(Timestamp.format) ?? "unknown")",
                 ])
                 provider.expire(at: clock.now())
-                // Sleep until the retry, but wake at the expiry to pause the service in time.
-                var remaining = wait
-                while remaining > .zero {
-                    let step = min(remaining, Self.wakeStep)
-                    guard (try? await clock.sleep(for: step)) != nil else { return }
-                    remaining -= step
-                    provider.expire(at: clock.now())
-                    if state.withLock({ $0.renewSoon }) { break }
-                }
+                guard await sleepBeforeRetry(failures: failures) else { return }
             }
         }
+    }
+
+    /// Sleeps until the next try, waking each second to pause the service at the expiry and to
+    /// take up a renewal asked for. False when cancelled.
+    private func sleepBeforeRetry(failures: Int) async -> Bool {
+        var remaining = Self.retryDelay(failures: failures)
+        while remaining > .zero {
+            let step = min(remaining, Self.wakeStep)
+            guard (try? await clock.sleep(for: step)) != nil else { return false }
+            remaining -= step
+            provider.expire(at: clock.now())
+            if state.withLock({ $0.renewSoon }) { break }
+        }
+        return true
     }
 
     /// 1 s after the first failure, doubling to 60 s.

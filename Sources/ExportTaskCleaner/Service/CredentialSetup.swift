@@ -39,6 +39,10 @@ public struct CredentialSetup: Sendable {
             throw error
         }
         let fetchedAt = clock.now()
+        guard fetched.expiresAt > fetchedAt.addingTimeInterval(CredentialProvider.expiryMargin) else {
+            try? await client.shutdown()
+            throw CleanerError.runtime("the ECS metadata service's credentials expire at \(Timestamp.format(fetched.expiresAt)), which by the local clock (\(Timestamp.format(fetchedAt))) has passed; is the local clock right?")
+        }
         let provider = CredentialProvider(.accessKey(fetched.key), source: source, expiresAt: fetched.expiresAt,
                                           signing: signing, region: configuration.region)
         let refresher = CredentialRefresher(provider: provider, fetchedAt: fetchedAt, source: source, clock: clock,

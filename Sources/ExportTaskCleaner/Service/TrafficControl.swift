@@ -54,11 +54,14 @@ final class TrafficControl: Sendable {
 
     /// How many more requests may start now, with `inFlight` already running, and whether the
     /// credentials are known to work (until then, nothing should be claimed ahead).
-    func freeSlots(inFlight: Int, now: ContinuousClock.Instant) -> (free: Int, verified: Bool) {
+    /// Only the work loop passes `mayStartProbe` (the default): it lets a paused circuit's
+    /// probe through, after reading the credential source again (outside every lock); a
+    /// runner asking whether it may keep its slot (inside the ready tasks' lock) never does.
+    func freeSlots(inFlight: Int, now: ContinuousClock.Instant, mayStartProbe: Bool = true) -> (free: Int, verified: Bool) {
         let (free, verified, probeOpened) = state.withLock { state in
             if state.limits.recover(now: now) { state.pacer.setRate(state.limits.rate) }
             let wasOpen = state.circuit.isOpen
-            let allowance = state.circuit.allowance(now: now)
+            let allowance = state.circuit.allowance(now: now, mayStartProbe: mayStartProbe)
             let free = max(0, min(state.limits.concurrency, allowance ?? Int.max) - inFlight)
             return (free, allowance == nil, wasOpen && !state.circuit.isOpen)
         }
@@ -73,15 +76,15 @@ final class TrafficControl: Sendable {
         }
     }
 
-    /// New credentials: a paused circuit probes at once (see ``CredentialCircuit/credentialsReplaced(newKey:)``).
-    func credentialsReplaced(newKey: Bool) {
-        state.withLock { $0.circuit.credentialsReplaced(newKey: newKey) }
+    /// New credentials (see ``CredentialCircuit/credentialsReplaced(newKey:renewal:generation:)``).
+    func credentialsReplaced(newKey: Bool, renewal: Bool, generation: Int) {
+        state.withLock { $0.circuit.credentialsReplaced(newKey: newKey, renewal: renewal, generation: generation) }
     }
 
-    /// The credentials in hand expired: nothing is sent until new ones arrive. Returns whether
-    /// this paused requests (false when they were paused already).
-    func credentialsExpired() -> Bool {
-        state.withLock { $0.circuit.credentialsExpired() }
+    /// The credentials of `generation` expired: nothing is sent until new ones arrive. Returns
+    /// whether this paused requests (false when they were paused already, or newer ones came).
+    func credentialsExpired(generation: Int) -> Bool {
+        state.withLock { $0.circuit.credentialsExpired(generation: generation) }
     }
 
     /// New limits from a reload: the configured rate and concurrency (a 429 slow-down in
@@ -99,7 +102,7 @@ final class TrafficControl: Sendable {
         state.withLock { state in
             switch result.httpStatus {
             case 401?:
-                guard let pause = state.circuit.refused(now: now) else { return .none }
+                guard let pause = state.circuit.refused(now: now, generation: result.credentialsGeneration) else { return .none }
                 return .circuitOpened(pause: pause, refusals: state.circuit.consecutiveRefusals)
             case 429?:
                 guard state.limits.throttled(now: now) else { return .none }
