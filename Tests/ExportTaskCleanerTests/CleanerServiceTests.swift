@@ -100,9 +100,9 @@ struct CleanerServiceTests {
         #expect(starts <= 40)
         #expect(starts >= 35)
         // Arrived: the 1% margin absorbs loopback's usual jitter; on a test machine busy with
-        // other suites the server may read a few requests late and see them bunched (up to 45
+        // other suites the server may read a few requests late and see them bunched (up to 49
         // seen with all suites running at once on 2 cores). Unpaced, all 60 would arrive in one.
-        #expect(busiestSecond(arrivals) <= 48)
+        #expect(busiestSecond(arrivals) <= 50)
         #expect(arrivals.last! - arrivals.first! >= .milliseconds(1_400))
         try await harness.shutdown()
     }

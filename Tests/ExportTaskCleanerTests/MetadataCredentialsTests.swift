@@ -84,7 +84,8 @@ struct MetadataCredentialsTests {
 
     @Test("when renewals fail past the expiry the service pauses with one line, then resumes with the next renewal")
     func pausesWhenExpired() async throws {
-        let rig = try await Rig.start(lifetime: .seconds(4), tasks: 150, rate: 15)
+        // 8 s: renewed 4 s before the expiry, which leaves a busy test machine 3 s of slack.
+        let rig = try await Rig.start(lifetime: .seconds(8), tasks: 150, rate: 15)
         rig.simulator.setMetadataFailing(true)
         let message = "temporary credentials expired and no new ones could be fetched; requests paused"
         async let drained: Void = rig.drain()

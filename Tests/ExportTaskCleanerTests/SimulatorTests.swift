@@ -193,7 +193,8 @@ struct SimulatorTests {
     @Test("maxInFlight and inFlight follow concurrent requests; attempts per ID are counted")
     func inFlightCounters() async throws {
         try await withSimulator { simulator in
-            for i in 0..<6 { simulator.script("d\(i)", .delay(.milliseconds(300), then: .deleteOnce)) }
+            // Long enough that a test machine busy with other suites still sees all six in flight.
+            for i in 0..<6 { simulator.script("d\(i)", .delay(.seconds(2), then: .deleteOnce)) }
             let client = try client(simulator, concurrency: 6)
             async let results = withTaskGroup(of: DeleteResult.self) { group in
                 for i in 0..<6 {

@@ -39,6 +39,13 @@ public protocol WorkQueue: Sendable {
 
     /// Removes this runner's heartbeat when the service stops.
     func removeHeartbeat() throws
+
+    /// Write transactions committed so far (for the log line at the end of a run).
+    var writeTransactions: Int { get }
+}
+
+extension WorkQueue {
+    public var writeTransactions: Int { 0 }
 }
 
 /// The operators' and feeding tools' half: `enqueue`, `requeue`, `status`, `audit`.

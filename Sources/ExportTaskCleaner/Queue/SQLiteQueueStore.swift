@@ -96,6 +96,10 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         }
     }
 
+    /// Write transactions committed on this store's connection so far: an atomic count, read
+    /// without waiting for the connection.
+    public var writeTransactions: Int { db.committedWriteTransactions }
+
     func withConnection<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         try lock.withLock { _ in try body(db) }
     }

@@ -1,4 +1,5 @@
 import CSQLite
+import Synchronization
 
 /// One connection to a SQLite database file, set up the way the queue needs it: a busy timeout,
 /// foreign keys on, and a cache of prepared statements (`useWAL` switches the file to WAL).
@@ -81,6 +82,7 @@ public final class SQLiteConnection {
         do {
             let result = try body()
             try execute("COMMIT")
+            commits.add(1, ordering: .relaxed)
             return result
         } catch {
             try? execute("ROLLBACK")
@@ -94,6 +96,11 @@ public final class SQLiteConnection {
         defer { try? execute("COMMIT") }
         return try body()
     }
+
+    /// Write transactions committed through ``writeTransaction(_:)`` so far (the benchmark's
+    /// transactions per delete). Atomic: read from any thread, without the connection's lock.
+    private let commits = Atomic<Int>(0)
+    public var committedWriteTransactions: Int { commits.load(ordering: .relaxed) }
 
     /// Rows changed by the last INSERT, UPDATE or DELETE.
     public var changes: Int { Int(sqlite3_changes(handle)) }

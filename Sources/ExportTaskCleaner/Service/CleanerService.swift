@@ -149,7 +149,7 @@ public final class CleanerService: Service, Sendable {
         let statistics = self.statistics
         logger.info("cleaner stopped", metadata: [
             "outcome": "\(outcome)", "requests": "\(statistics.requests)", "finished": "\(statistics.finished)",
-            "retries": "\(statistics[.retry])",
+            "retries": "\(statistics[.retry])", "transactions": "\(database.store.writeTransactions)",
         ])
         if unwritten > 0, outcome != .databaseCorrupt {
             throw CleanerError.runtime(
