@@ -11,6 +11,13 @@ import Testing
 struct MetadataCredentialsTests {
     static let project = "metadata-project"
 
+    /// A simulator accepting only keys its metadata service issued, which live `lifetime`.
+    static func metadataSimulator(lifetime: Duration) async throws -> IoTDASimulator {
+        try await IoTDASimulator.start(
+            .init(projectID: project, auth: .metadataCredentials, metadata: .init(credentialLifetime: lifetime)),
+            logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
+    }
+
     /// A simulator accepting only keys its metadata service issued, a queue, and the service
     /// wired as `run` wires it.
     struct Rig {
@@ -22,9 +29,7 @@ struct MetadataCredentialsTests {
         let logs: CapturedLogs
 
         static func start(lifetime: Duration, tasks: Int, rate: Double) async throws -> Rig {
-            let simulator = try await IoTDASimulator.start(
-                .init(projectID: project, auth: .metadataCredentials, metadata: .init(credentialLifetime: lifetime)),
-                logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
+            let simulator = try await metadataSimulator(lifetime: lifetime)
             var configuration = Configuration(endpoint: simulator.endpoint, region: "cn-north-4", projectID: project)
             configuration.auth = .init(method: .metadata, metadataEndpoint: simulator.endpoint)
             let logs = CapturedLogs()
@@ -108,9 +113,7 @@ struct MetadataCredentialsTests {
 
     @Test("the metadata client: one session token for many fetches, a new one once after a 401, a clear error on a 500")
     func metadataClient() async throws {
-        let simulator = try await IoTDASimulator.start(
-            .init(projectID: Self.project, auth: .metadataCredentials, metadata: .init()),
-            logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
+        let simulator = try await Self.metadataSimulator(lifetime: .seconds(3600))
         let client = try MetadataCredentialsClient(endpoint: simulator.endpoint)
         let first = try await client.fetch()
         let second = try await client.fetch()
@@ -133,9 +136,7 @@ struct MetadataCredentialsTests {
 
     @Test("expired credentials sign nothing: the client sends nothing, and the task is given back without an attempt")
     func expiredSignNothing() async throws {
-        let simulator = try await IoTDASimulator.start(
-            .init(projectID: Self.project, auth: .metadataCredentials, metadata: .init()),
-            logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
+        let simulator = try await Self.metadataSimulator(lifetime: .seconds(3600))
         let provider = CredentialProvider(.accessKey(AccessKey(ak: "EXPIREDAK", sk: "expired-secret", securityToken: "t")),
                                           source: "test", expiresAt: Date().addingTimeInterval(0.5),
                                           signing: .sdkHMACSHA256, region: "cn-north-4")

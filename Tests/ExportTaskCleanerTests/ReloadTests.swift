@@ -37,6 +37,25 @@ struct ReloadTests {
             try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: self.config))
         }
 
+        /// Key A on disk, the configuration written, and a service (not running) with its reloader.
+        func running(notifier: SystemdNotifier?) throws
+            -> (CredentialProvider, CleanerService, ConfigurationReloader, CapturedLogs) {
+            try writeKey(ReloadTests.keyA)
+            try writeConfig()
+            let configuration = try ConfigurationLoader.load(path: config)
+            let provider = ReloadTests.provider(ReloadTests.keyA)
+            let logs = CapturedLogs()
+            let service = CleanerService(
+                options: CleanerOptions(configuration: configuration, drain: false, credentialsDescription: "test"),
+                store: try TestSupport.makeStore().store, transport: FailingTransport(),
+                retry: .exponentialJitter(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(300)),
+                credentials: provider, logger: logs.logger())
+            let reloader = ConfigurationReloader(path: config, running: configuration, cleaner: service,
+                                                 credentials: reader(provider, logs: logs), notifier: notifier,
+                                                 logger: logs.logger())
+            return (provider, service, reloader, logs)
+        }
+
         func reader(_ provider: CredentialProvider, logs: CapturedLogs) -> CredentialSourceReader {
             CredentialSourceReader(auth: .init(credentialsFile: credentials), environment: [:], provider: provider,
                                    refresher: nil, logger: logs.logger())
@@ -73,21 +92,8 @@ struct ReloadTests {
     @Test("a reload applies the credentials and the safe settings, names what needs a restart, and says RELOADING=1 then READY=1")
     func reloadApplies() throws {
         let setup = try Setup()
-        try setup.writeKey(Self.keyA)
-        try setup.writeConfig()
-        let configuration = try ConfigurationLoader.load(path: setup.config)
-        let provider = Self.provider(Self.keyA)
-        let logs = CapturedLogs()
         let socket = try SystemdTestSocket(kind: .path)
-        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.notifySocket])
-        let service = CleanerService(
-            options: CleanerOptions(configuration: configuration, drain: false, credentialsDescription: "test"),
-            store: try TestSupport.makeStore().store, transport: ObservedTransport(inner: FailingTransport()),
-            retry: .exponentialJitter(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(300)),
-            credentials: provider, logger: logs.logger())
-        let reloader = ConfigurationReloader(path: setup.config, running: configuration, cleaner: service,
-                                             credentials: setup.reader(provider, logs: logs), notifier: notifier,
-                                             logger: logs.logger())
+        let (provider, service, reloader, logs) = try setup.running(notifier: SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.notifySocket]))
         defer { LogSetup.level.set(.info) }
         // Before the service's READY=1, a reload tells systemd nothing.
         _ = reloader.reload()
@@ -113,19 +119,7 @@ struct ReloadTests {
           arguments: ["config", "credentials"])
     func reloadRefused(broken: String) throws {
         let setup = try Setup()
-        try setup.writeKey(Self.keyA)
-        try setup.writeConfig()
-        let configuration = try ConfigurationLoader.load(path: setup.config)
-        let provider = Self.provider(Self.keyA)
-        let logs = CapturedLogs()
-        let service = CleanerService(
-            options: CleanerOptions(configuration: configuration, drain: false, credentialsDescription: "test"),
-            store: try TestSupport.makeStore().store, transport: FailingTransport(),
-            retry: .exponentialJitter(maxAttempts: 8, baseDelay: .seconds(1), maxDelay: .seconds(300)),
-            credentials: provider, logger: logs.logger())
-        let reloader = ConfigurationReloader(path: setup.config, running: configuration, cleaner: service,
-                                             credentials: setup.reader(provider, logs: logs), notifier: nil,
-                                             logger: logs.logger())
+        let (provider, service, reloader, logs) = try setup.running(notifier: nil)
         if broken == "config" {
             try setup.writeKey(Self.keyB)
             try Data(#"{"region": "cn-north-4", "project_id": "p", "concurrency": 0}"#.utf8)

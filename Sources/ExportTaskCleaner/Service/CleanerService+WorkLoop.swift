@@ -20,6 +20,12 @@ extension CleanerService {
             }
             var iterator = events.makeAsyncIterator()
             let ready = ReadyTasks()
+            // Another runner holds a task: its outcome follows soon, and may share a transaction.
+            recorder.setMoreExpected { [weak self] in
+                guard let self, !self.isStopping else { return false }
+                return ready.inFlight + ready.count > 1
+            }
+            defer { recorder.setMoreExpected(nil) }
             let dataVersion = (try? await database.run { try $0.dataVersion() }) ?? 0
             var machine = WorkLoopStateMachine(options: options, dataVersion: dataVersion)
             var event = WorkLoopStateMachine.Event.started

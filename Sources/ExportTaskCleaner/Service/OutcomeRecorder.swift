@@ -40,6 +40,9 @@ final class OutcomeRecorder: Sendable {
     private let store: BlockingStore
     private let clock: any ServiceClock
     private let logger: Logger
+    /// Whether more outcomes are expected soon (other runners hold tasks, the service is not
+    /// stopping): only then does a small batch wait for company. Set by the work loop.
+    private let moreExpected = Mutex<(@Sendable () -> Bool)?>(nil)
     private let state = Mutex(State())
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
@@ -52,6 +55,11 @@ final class OutcomeRecorder: Sendable {
         self.clock = clock
         self.logger = logger
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Tells the writer whether more outcomes are on their way (nil: never wait).
+    func setMoreExpected(_ predicate: (@Sendable () -> Bool)?) {
+        moreExpected.withLock { $0 = predicate }
     }
 
     /// Queues `transition` for the next batch.
@@ -76,6 +84,7 @@ final class OutcomeRecorder: Sendable {
     /// by itself once finished.
     func run(committed: Committed) async {
         for await _ in wakeups {
+            await gather()
             await writePending(committed)
         }
         await writePending(committed)
@@ -87,6 +96,16 @@ final class OutcomeRecorder: Sendable {
     func finish(deadline: ContinuousClock.Instant) {
         state.withLock { $0.deadline = deadline }
         wake.finish()
+    }
+
+    /// Group commit at a low rate: a few outcomes, with more on their way, wait a little
+    /// (``Tuning/groupCommitWait``) so that one transaction writes them together. Not once
+    /// the service stops (`moreExpected` says no), nor when enough are waiting.
+    private func gather() async {
+        let (waiting, finishing) = state.withLock { ($0.pending.count, $0.deadline != nil) }
+        guard !finishing, waiting > 0, waiting < Tuning.groupCommitEnough,
+              let moreExpected = moreExpected.withLock({ $0 }), moreExpected() else { return }
+        try? await clock.sleep(for: Tuning.groupCommitWait)
     }
 
     private func writePending(_ committed: Committed) async {
