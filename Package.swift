@@ -18,6 +18,9 @@ let package = Package(
         // Already in the graph through async-http-client; named so the simulator's server and
         // the client's timeouts can use NIO's types directly.
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // Metrics: swift-metrics as the API, swift-prometheus for the registry and text format.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -39,6 +42,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .target(

@@ -73,12 +73,13 @@ struct RunCommand: AsyncParsableCommand {
         let notifier = SystemdNotifier()
         let liveness = LivenessMonitor()
         let options = CleanerOptions(configuration: configuration, drain: drain, credentialsDescription: credentials.description)
+        let metrics = configuration.metricsListen.map { _ in MetricsSetup() }
         let cleaner = CleanerService(
             options: options, store: store, transport: transport,
             retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
                                       baseDelay: configuration.retry.baseDelay, maxDelay: configuration.retry.maxDelay),
             notifier: notifier, liveness: liveness, credentials: credentials.provider,
-            credentialSource: credentials.reader, logger: logger)
+            credentialSource: credentials.reader, metrics: metrics?.metrics, logger: logger)
         let watchdog = WatchdogService(notifier: notifier, monitor: liveness, logger: logger)
         let reloader = ConfigurationReloader(path: configurationPath, running: configuration, cleaner: cleaner,
                                              credentials: credentials.reader, notifier: notifier, logger: logger)
@@ -87,6 +88,11 @@ struct RunCommand: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let refresher = credentials.refresher {
             services.append(.init(service: refresher, successTerminationBehavior: .ignore))
+        }
+        if let metrics, let address = configuration.metricsListen {
+            // Before any work: an address that cannot be had is a configuration error (exit 2).
+            let server = try await metrics.serve(at: address, collect: { cleaner.collectMetrics() }, logger: logger)
+            services.append(.init(service: server, successTerminationBehavior: .ignore))
         }
         services += [
             .init(service: reloader, successTerminationBehavior: .ignore),

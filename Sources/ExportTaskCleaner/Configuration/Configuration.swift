@@ -27,6 +27,8 @@ public struct Configuration: Sendable, Equatable {
     public var shutdownGrace: Duration = .milliseconds(10_000)
     public var pollInterval: Duration = .milliseconds(1_000)
     public var logLevel: Logger.Level = .info
+    /// `metrics.listen`: where `GET /metrics` is served; nil (the default): no endpoint.
+    public var metricsListen: ListenAddress?
 
     public struct Auth: Sendable, Equatable {
         public var method: AuthMethod = .aksk

@@ -121,7 +121,7 @@ public enum ConfigurationLoader {
             let keys = try object(root, "", allowed: [
                 "database", "endpoint", "region", "project_id", "instance_id", "auth", "concurrency",
                 "max_requests_per_second", "retry", "request_timeout_ms", "lease_seconds", "shutdown_grace_ms",
-                "poll_interval_ms", "log_level",
+                "poll_interval_ms", "log_level", "metrics",
             ])
             func required(_ key: String) throws -> JSONValue.Located {
                 guard let value = keys[key] else { throw fail(key, root.line, "missing; it is required") }
@@ -150,6 +150,16 @@ public enum ConfigurationLoader {
                 configuration.maxRequestsPerSecond = rate
             }
             if let retry = keys["retry"] { configuration.retry = try self.retry(retry) }
+            if let metrics = keys["metrics"], metrics.value != .null {
+                let keys = try object(metrics, "metrics", allowed: ["listen"])
+                if let listen = keys["listen"], listen.value != .null {
+                    do {
+                        configuration.metricsListen = try ListenAddress(parsing: try string(listen, "metrics.listen"))
+                    } catch let problem as Endpoint.Problem {
+                        throw fail("metrics.listen", listen.line, problem.reason)
+                    }
+                }
+            }
             configuration.requestTimeout = try milliseconds(keys["request_timeout_ms"], "request_timeout_ms", 100...600_000, default: configuration.requestTimeout)
             if let value = keys["lease_seconds"] {
                 configuration.leaseDuration = .seconds(try integer(value, "lease_seconds", 5...86_400, unit: " (seconds)"))

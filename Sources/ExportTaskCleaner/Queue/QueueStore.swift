@@ -42,10 +42,14 @@ public protocol WorkQueue: Sendable {
 
     /// Write transactions committed so far (for the log line at the end of a run).
     var writeTransactions: Int { get }
+
+    /// When the oldest pending task was queued (`oldest_pending_age_seconds`).
+    func oldestPendingEnqueuedAt() throws -> Date?
 }
 
 extension WorkQueue {
     public var writeTransactions: Int { 0 }
+    public func oldestPendingEnqueuedAt() throws -> Date? { nil }
 }
 
 /// The operators' and feeding tools' half: `enqueue`, `requeue`, `status`, `audit`.

@@ -73,6 +73,14 @@ extension SQLiteQueueStore {
         return counts
     }
 
+    public func oldestPendingEnqueuedAt() throws -> Date? {
+        try withConnection { db in
+            let statement = try db.prepare("SELECT min(enqueued_at) FROM export_tasks WHERE state = 'pending'")
+            defer { statement.reset() }
+            return try statement.step() ? statement.optionalString(0).flatMap(Timestamp.parse) : nil
+        }
+    }
+
     public func nextDue() throws -> Date? {
         try withConnection { db in
             let statement = try db.prepare("SELECT min(next_attempt_at) FROM export_tasks WHERE state = 'pending'")

@@ -54,7 +54,10 @@ extension CleanerService {
         }
         let request = DeleteRequest(exportTaskID: task.exportTaskID, projectID: task.projectID ?? options.projectID,
                                     instanceID: task.instanceID ?? options.instanceID)
+        requestsInFlight.add(1, ordering: .relaxed)
         let result = await transport.delete(request)
+        requestsInFlight.subtract(1, ordering: .relaxed)
+        if result.delivery != .notSent { metrics?.requestFinished(after: result.duration) }
         if result.classification == .authRefused, result.httpStatus == nil, let generation = credentials?.expiredGeneration(at: clock.now()) {
             // The transport found them expired as it signed: nothing was sent.
             credentialsExpired(generation: generation)
@@ -146,6 +149,7 @@ extension CleanerService {
         shared.withLock { shared in
             shared.countsDirty = true
             for (transition, held) in batch {
+                if written == .written, transition.audit.hasRequest { metrics?.requestRecorded(transition.audit.outcome) }
                 shared.leases.finished(transition.task)
                 if held {
                     shared.statistics.outcomes[transition.audit.outcome, default: 0] += 1

@@ -52,6 +52,10 @@ public final class CleanerService: Service, Sendable {
     let credentials: CredentialProvider?
     /// Reads the credential source again after a refusal and before a probe.
     let credentialSource: CredentialSourceReader?
+    /// Where requests, their durations and the queue's counts are recorded (`metrics.listen`).
+    let metrics: ServiceMetrics?
+    /// Requests sent and not yet answered (`in_flight`).
+    let requestsInFlight = Atomic<Int>(0)
     let clock: any ServiceClock
     let random: any RandomSource
     let notifier: SystemdNotifier?
@@ -70,13 +74,14 @@ public final class CleanerService: Service, Sendable {
                 retry: any RetryStrategy, clock: any ServiceClock = SystemClock(),
                 random: any RandomSource = SystemRandomSource(), notifier: SystemdNotifier? = nil,
                 liveness: LivenessMonitor? = nil, credentials: CredentialProvider? = nil,
-                credentialSource: CredentialSourceReader? = nil, logger: Logger) {
+                credentialSource: CredentialSourceReader? = nil, metrics: ServiceMetrics? = nil, logger: Logger) {
         self.options = options
         self.database = BlockingStore(store: store)
         self.transport = transport
         self.retryPolicy = Mutex(retry)
         self.credentials = credentials
         self.credentialSource = credentialSource
+        self.metrics = metrics
         self.clock = clock
         self.random = random
         self.notifier = notifier
@@ -139,6 +144,10 @@ public final class CleanerService: Service, Sendable {
         }
         finalOutcome.withLock { $0 = outcome }
         let unwritten = recorder.unwritten
+        // The metrics' task counts as the run leaves them.
+        if metrics != nil, let counts = try? await database.run({ try $0.counts() }) {
+            await updateMetrics(counts: counts)
+        }
         if unwritten == 0 {
             do { try await database.run { try $0.removeHeartbeat() } } catch {
                 logger.warning("cannot remove the heartbeat", metadata: ["error": "\(error)"])

@@ -116,6 +116,7 @@ public final class ConfigurationReloader: Service, Sendable {
             ("lease_seconds", false, old.leaseDuration != new.leaseDuration),
             ("shutdown_grace_ms", false, old.shutdownGrace != new.shutdownGrace),
             ("poll_interval_ms", false, old.pollInterval != new.pollInterval),
+            ("metrics.listen", false, old.metricsListen != new.metricsListen),
         ]
         return keys.filter { $0.1 == reloadable && $0.2 }.map(\.0)
     }

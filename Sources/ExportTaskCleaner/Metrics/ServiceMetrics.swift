@@ -1,0 +1,73 @@
+import CoreMetrics
+import FoundationEssentials
+import Synchronization
+
+/// The service's metrics (README, "Metrics"), recorded through swift-metrics with the factory
+/// given (Prometheus' in `run`), so that nothing depends on a global bootstrap. Every series
+/// exists from the start, at zero, so that rates and alerts work before the first event.
+public final class ServiceMetrics: Sendable {
+    public static let prefix = "export_task_cleaner_"
+
+    /// The audit outcomes of rows that stand for a request (`requests_total{outcome}`).
+    public static let requestOutcomes: [AuditOutcome] = [
+        .deleted, .notFound, .notFoundAfterUnknown, .forbidden, .rejected, .retry, .failed, .authRefused, .released,
+    ]
+
+    private let requests: [AuditOutcome: CoreMetrics.Counter]
+    private let duration: CoreMetrics.Timer
+    private let tasks: [TaskState: Gauge]
+    private let inFlight: Gauge
+    private let concurrencyLimit: Gauge
+    private let rateLimit: Gauge
+    private let credentialsPaused: Gauge
+    private let oldestPendingAge: Gauge
+    /// When the oldest pending task was queued, as last read: its age is taken at each scrape.
+    private let oldestPending = Mutex<Date?>(nil)
+
+    public init(factory: any MetricsFactory) {
+        let prefix = Self.prefix
+        requests = Dictionary(uniqueKeysWithValues: Self.requestOutcomes.map { outcome in
+            (outcome, CoreMetrics.Counter(label: prefix + "requests_total", dimensions: [("outcome", outcome.rawValue)], factory: factory))
+        })
+        duration = CoreMetrics.Timer(label: prefix + "request_duration_seconds", factory: factory)
+        tasks = Dictionary(uniqueKeysWithValues: TaskState.allCases.map { state in
+            (state, Gauge(label: prefix + "tasks", dimensions: [("state", state.rawValue)], factory: factory))
+        })
+        inFlight = Gauge(label: prefix + "in_flight", factory: factory)
+        concurrencyLimit = Gauge(label: prefix + "concurrency_limit", factory: factory)
+        rateLimit = Gauge(label: prefix + "rate_limit_per_second", factory: factory)
+        credentialsPaused = Gauge(label: prefix + "credentials_paused", factory: factory)
+        oldestPendingAge = Gauge(label: prefix + "oldest_pending_age_seconds", factory: factory)
+        for gauge in [inFlight, concurrencyLimit, rateLimit, credentialsPaused, oldestPendingAge] + Array(tasks.values) {
+            gauge.record(0)
+        }
+    }
+
+    /// A request's audit row was written with `outcome` (lease lost or not: the row is there).
+    func requestRecorded(_ outcome: AuditOutcome) {
+        requests[outcome]?.increment()
+    }
+
+    /// A request that may have reached the server took `duration`.
+    func requestFinished(after duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        self.duration.recordNanoseconds(nanoseconds.overflow ? Int64.max : nanoseconds.partialValue &+ attoseconds / 1_000_000_000)
+    }
+
+    /// The task counts and when the oldest pending task was queued, as housekeeping last read them.
+    func update(counts: [TaskState: Int], oldestPending: Date?) {
+        for (state, gauge) in tasks { gauge.record(counts[state] ?? 0) }
+        self.oldestPending.withLock { $0 = oldestPending }
+    }
+
+    /// The live figures, read when scraped.
+    func update(inFlight requests: Int, concurrency: Int, rate: Double, paused: Bool, now: Date) {
+        let age = oldestPending.withLock { $0 }.map { max(0, now.timeIntervalSince($0)) } ?? 0
+        oldestPendingAge.record(age.isFinite ? age : 0)
+        inFlight.record(requests)
+        concurrencyLimit.record(concurrency)
+        rateLimit.record(rate)
+        credentialsPaused.record(paused ? 1 : 0)
+    }
+}
