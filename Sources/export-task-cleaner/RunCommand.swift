@@ -26,6 +26,12 @@ struct RunCommand: AsyncParsableCommand {
         let configuration = try config.load()
         LogSetup.bootstrap(level: configuration.logLevel)
         let logger = Logger(label: "export-task-cleaner")
+        // First: an address in use is a configuration error before anything else is done.
+        let metrics = configuration.metricsListen.map { _ in MetricsSetup() }
+        var metricsServer: MetricsServer?
+        if let metrics, let address = configuration.metricsListen {
+            metricsServer = try await metrics.serve(at: address, logger: logger)
+        }
         let credentials = try await CredentialSetup.start(configuration: configuration,
                                                           environment: ProcessInfo.processInfo.environment, logger: logger)
         let store = try SQLiteQueueStore(path: configuration.database, purpose: .write)
@@ -52,8 +58,9 @@ struct RunCommand: AsyncParsableCommand {
         do {
             outcome = try await Self.serve(
                 configuration: configuration, configurationPath: config.path, drain: drain, credentials: credentials,
-                store: store, transport: client, logger: logger)
+                metrics: metrics, metricsServer: metricsServer, store: store, transport: client, logger: logger)
         } catch {
+            await metricsServer?.shutdown()
             try? await credentials.shutdown()
             try? await client.shutdown()
             throw error
@@ -69,11 +76,11 @@ struct RunCommand: AsyncParsableCommand {
     /// credentials, their refresher, in a service group that turns SIGTERM and SIGINT into a
     /// graceful shutdown.
     static func serve(configuration: Configuration, configurationPath: String, drain: Bool, credentials: CredentialSetup,
-                      store: any WorkQueue, transport: any IoTDATransport, logger: Logger) async throws -> CleanerService.RunOutcome? {
+                      metrics: MetricsSetup?, metricsServer: MetricsServer?, store: any WorkQueue,
+                      transport: any IoTDATransport, logger: Logger) async throws -> CleanerService.RunOutcome? {
         let notifier = SystemdNotifier()
         let liveness = LivenessMonitor()
         let options = CleanerOptions(configuration: configuration, drain: drain, credentialsDescription: credentials.description)
-        let metrics = configuration.metricsListen.map { _ in MetricsSetup() }
         let cleaner = CleanerService(
             options: options, store: store, transport: transport,
             retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
@@ -89,10 +96,9 @@ struct RunCommand: AsyncParsableCommand {
         if let refresher = credentials.refresher {
             services.append(.init(service: refresher, successTerminationBehavior: .ignore))
         }
-        if let metrics, let address = configuration.metricsListen {
-            // Before any work: an address that cannot be had is a configuration error (exit 2).
-            let server = try await metrics.serve(at: address, collect: { cleaner.collectMetrics() }, logger: logger)
-            services.append(.init(service: server, successTerminationBehavior: .ignore))
+        if let metrics, let metricsServer {
+            metrics.setCollector { cleaner.collectMetrics() }
+            services.append(.init(service: metricsServer, successTerminationBehavior: .ignore))
         }
         services += [
             .init(service: reloader, successTerminationBehavior: .ignore),

@@ -35,8 +35,8 @@ struct MetricsTests {
             retry: .exponentialJitter(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)),
             metrics: setup.metrics, logger: harness.logs.logger())
         try await service.run()
-        let server = try await setup.serve(at: ListenAddress(host: "127.0.0.1", port: 0), collect: { service.collectMetrics() },
-                                           logger: harness.logs.logger())
+        let server = try await setup.serve(at: ListenAddress(host: "127.0.0.1", port: 0), logger: harness.logs.logger())
+        setup.setCollector { service.collectMetrics() }
         let port = try #require(server.address.port)
 
         let response = try await Self.get("http://127.0.0.1:\(port)/metrics")
@@ -68,7 +68,7 @@ struct MetricsTests {
         #expect(try await Self.get("http://127.0.0.1:\(port)/metrics", method: .POST).status == 405)
         // The port is taken now: a second endpoint there is a configuration error.
         let error = await #expect(throws: CleanerError.self) {
-            _ = try await setup.serve(at: ListenAddress(host: "127.0.0.1", port: port), collect: {}, logger: harness.logs.logger())
+            _ = try await setup.serve(at: ListenAddress(host: "127.0.0.1", port: port), logger: harness.logs.logger())
         }
         #expect(error?.code == .configuration && error?.message.contains("metrics.listen 127.0.0.1:\(port)") == true)
         await server.shutdown()

@@ -14,24 +14,27 @@ import Synchronization
 /// Serves `GET /metrics` in Prometheus' text format on `metrics.listen` (README, "Metrics"),
 /// with SwiftNIO's HTTP/1 on the service's event loops.
 ///
-/// Any other path is 404, any other method 405. Requests are small and bounded: a body beyond
-/// 16 KiB, a client silent for 10 s, or more than 32 connections at once are closed. A scrape
-/// reads the service's figures under short locks and renders the registry on the event loop:
-/// a slow scraper holds up nothing but its own connection.
+/// Any other path is 404, any other method 405. Requests are small and bounded: a connection
+/// is closed when its next request head is not complete within 10 s, when a body goes beyond
+/// 16 KiB, when it does not read its answers (the socket's buffer full), and beyond 32
+/// connections at once. A scrape reads the service's figures under short locks and renders the
+/// registry on the event loop: a slow scraper holds up nothing but its own connection.
 public final class MetricsServer: Service, Sendable {
     /// The address listened on (the port chosen, when 0 was asked for).
     public let address: SocketAddress
     private let channel: any Channel
+    private let connections: Connections
 
     static let maxBodyBytes = 16 * 1024
-    static let idleTimeout: TimeAmount = .seconds(10)
+    /// The longest wait for a request head: from the connection's start or the last answer.
+    static let requestTimeout: TimeAmount = .seconds(10)
     static let maxConnections = 32
 
     /// Listens on `host:port`. An address that cannot be had (in use, not on this host) is a
     /// configuration error: `run` exits 2 naming it.
     public static func start(host: String, port: Int, registry: PrometheusCollectorRegistry,
                              collect: @escaping @Sendable () -> Void, logger: Logger) async throws -> MetricsServer {
-        let connections = Atomic<Int>(0)
+        let connections = Connections()
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -39,13 +42,10 @@ public final class MetricsServer: Service, Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let open = connections.wrappingAdd(1, ordering: .relaxed).newValue
-                        channel.closeFuture.whenComplete { _ in connections.wrappingSubtract(1, ordering: .relaxed) }
-                        guard open <= maxConnections else {
+                        guard connections.add(channel) else {
                             channel.close(promise: nil)
                             return
                         }
-                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(MetricsRequestHandler(registry: registry, collect: collect))
                     }
@@ -53,32 +53,55 @@ public final class MetricsServer: Service, Sendable {
                 .bind(host: host, port: port)
                 .get()
         } catch let error as IOError {
-            throw CleanerError.configuration("metrics.listen \(host):\(port): cannot listen there: \(String(cString: strerror(error.errnoCode)))")
+            throw CleanerError.configuration("metrics.listen \(ListenAddress(host: host, port: port)): cannot listen there: \(String(cString: strerror(error.errnoCode)))")
         } catch {
-            throw CleanerError.configuration("metrics.listen \(host):\(port): cannot listen there (\(TransportErrorDescription.describe(error)))")
+            throw CleanerError.configuration("metrics.listen \(ListenAddress(host: host, port: port)): cannot listen there (\(TransportErrorDescription.describe(error)))")
         }
         guard let address = channel.localAddress else {
             try? await channel.close()
             throw CleanerError.runtime("the metrics endpoint could not determine its address")
         }
         logger.info("metrics endpoint listening", metadata: ["address": "\(address)", "path": "/metrics"])
-        return MetricsServer(address: address, channel: channel)
+        return MetricsServer(address: address, channel: channel, connections: connections)
     }
 
-    private init(address: SocketAddress, channel: any Channel) {
+    private init(address: SocketAddress, channel: any Channel, connections: Connections) {
         self.address = address
         self.channel = channel
+        self.connections = connections
     }
 
-    /// Serves until graceful shutdown (or cancellation), then closes the listening socket.
+    /// Serves until graceful shutdown (or cancellation), then closes everything.
     public func run() async throws {
         try? await gracefulShutdown()
-        try? await channel.close()
+        await shutdown()
     }
 
-    /// Closes the listening socket now.
+    /// Closes the listening socket and every connection now.
     public func shutdown() async {
         try? await channel.close()
+        for connection in connections.all { try? await connection.close() }
+    }
+
+    /// The open connections: counted for the cap, and closed at shutdown.
+    final class Connections: Sendable {
+        private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+        /// Registers `channel`; false when the cap is reached (the caller closes it).
+        func add(_ channel: any Channel) -> Bool {
+            let key = ObjectIdentifier(channel)
+            let added = channels.withLock { channels in
+                guard channels.count < MetricsServer.maxConnections else { return false }
+                channels[key] = channel
+                return true
+            }
+            if added {
+                channel.closeFuture.whenComplete { [self] _ in _ = channels.withLock { $0.removeValue(forKey: key) } }
+            }
+            return added
+        }
+
+        var all: [any Channel] { channels.withLock { Array($0.values) } }
     }
 }
 
@@ -92,15 +115,34 @@ final class MetricsRequestHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var bodyBytes = 0
     private var buffer: [UInt8] = []
+    /// Closes the connection when the next request head is not complete in time.
+    private var deadline: Scheduled<Void>?
 
     init(registry: PrometheusCollectorRegistry, collect: @escaping @Sendable () -> Void) {
         self.registry = registry
         self.collect = collect
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        armDeadline(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    private func armDeadline(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: MetricsServer.requestTimeout) {
+            loopBound.value.close(promise: nil)
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
+            deadline?.cancel()
             self.head = head
             bodyBytes = 0
         case .body(let part):
@@ -110,14 +152,6 @@ final class MetricsRequestHandler: ChannelInboundHandler {
             guard let head else { return }
             self.head = nil
             respond(to: head, context: context)
-        }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
         }
     }
 
@@ -137,7 +171,7 @@ final class MetricsRequestHandler: ChannelInboundHandler {
         } else if head.method != .GET, head.method != .HEAD {
             status = .methodNotAllowed
             headers.add(name: "Allow", value: "GET, HEAD")
-            body = ByteBuffer(string: "only GET\n")
+            body = ByteBuffer(string: "only GET and HEAD\n")
             headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         } else {
             status = .ok
@@ -149,13 +183,22 @@ final class MetricsRequestHandler: ChannelInboundHandler {
         }
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         let keepAlive = head.isKeepAlive
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        if !keepAlive {
+            headers.add(name: "Connection", value: "close")
+        } else if head.version == .http1_0 {
+            headers.add(name: "Connection", value: "keep-alive")
+        }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
         if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive {
+        if !context.channel.isWritable {
+            // A client that does not read its answers gets no more: nothing piles up for it.
+            context.close(promise: nil)
+        } else if !keepAlive {
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             written.whenComplete { _ in loopBound.value.close(promise: nil) }
+        } else {
+            armDeadline(context: context)
         }
     }
 }

@@ -1,12 +1,15 @@
 import Logging
 import Prometheus
+import Synchronization
 
 /// What `metrics.listen` turns on (README, "Metrics"): a Prometheus registry, the service's
 /// metrics recorded into it through swift-metrics, the process metrics, and the endpoint.
-public struct MetricsSetup: Sendable {
+public final class MetricsSetup: Sendable {
     public let metrics: ServiceMetrics
     private let registry: PrometheusCollectorRegistry
     private let process: ProcessMetrics
+    /// The service's live figures, read at each scrape once the service exists.
+    private let collector = Mutex<(@Sendable () -> Void)?>(nil)
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -14,12 +17,17 @@ public struct MetricsSetup: Sendable {
         process = ProcessMetrics(registry: registry)
     }
 
-    /// Starts serving `GET /metrics` at `address`; each scrape first calls `collect` (the
-    /// service's live figures) and reads the process metrics.
-    public func serve(at address: ListenAddress, collect: @escaping @Sendable () -> Void, logger: Logger) async throws -> MetricsServer {
-        let process = self.process
+    /// Starts serving `GET /metrics` at `address`: before the service exists, so that an
+    /// address in use stops `run` at once. Each scrape reads the process metrics and, once
+    /// ``setCollector(_:)`` was called, the service's live figures.
+    public func serve(at address: ListenAddress, logger: Logger) async throws -> MetricsServer {
         return try await MetricsServer.start(host: address.host, port: address.port, registry: registry,
-                                             collect: { collect(); process.update() }, logger: logger)
+                                             collect: { [self] in collector.withLock { $0 }?(); process.update() }, logger: logger)
+    }
+
+    /// What a scrape calls first: the service's `collectMetrics`.
+    public func setCollector(_ collect: @escaping @Sendable () -> Void) {
+        collector.withLock { $0 = collect }
     }
 
     /// The text a scrape gets, without a server (for tests).

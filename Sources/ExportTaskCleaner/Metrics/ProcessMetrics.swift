@@ -22,13 +22,12 @@ final class ProcessMetrics: Sendable {
         virtual = registry.makeGauge(name: "process_virtual_memory_bytes", help: "Virtual memory size in bytes.")
         descriptors = registry.makeGauge(name: "process_open_fds", help: "Number of open file descriptors.")
         startTime = registry.makeGauge(name: "process_start_time_seconds", help: "Start time of the process since unix epoch in seconds.")
+        startTime.set(Self.startTime() ?? 0)
     }
 
     func update() {
         #if os(Linux)
-        guard let stat = Self.read("/proc/self/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return }
-        // The fields after the command's closing parenthesis, from field 3 (state) on.
-        let fields = stat[stat.index(after: close)...].split(separator: UInt8(ascii: " ")).map { Double(String(decoding: $0, as: UTF8.self)) }
+        guard let fields = Self.statFields() else { return }
         func field(_ number: Int) -> Double? { number - 3 < fields.count ? fields[number - 3] : nil }
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let page = Double(sysconf(Int32(_SC_PAGESIZE)))
@@ -42,33 +41,36 @@ final class ProcessMetrics: Sendable {
         }
         if let bytes = field(23) { virtual.set(bytes) }
         if let pages = field(24) { resident.set(pages * page) }
-        if let started = field(22), ticks > 0, let boot = Self.bootTime() { startTime.set(boot + started / ticks) }
         descriptors.set(Double(Self.openDescriptors()))
         #endif
     }
 
-    /// A small file's bytes (at most 4 KiB).
-    private static func read(_ path: String) -> [UInt8]? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    /// The numeric fields of `/proc/self/stat` from field 3 (state) on, those after the
+    /// command's closing parenthesis (the command may hold spaces and parentheses itself).
+    private static func statFields() -> [Double?]? {
+        let descriptor = open("/proc/self/stat", O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
-        defer { Glibc.close(descriptor) }
+        defer { close(descriptor) }
         var bytes = [UInt8](repeating: 0, count: 4096)
-        let count = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-        return count > 0 ? Array(bytes[0..<count]) : nil
+        let count = bytes.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+        guard count > 0, let end = bytes[0..<count].lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        return bytes[(end + 1)..<count].split(separator: UInt8(ascii: " ")).map { Double(String(decoding: $0, as: UTF8.self)) }
     }
 
-    /// `btime` of `/proc/stat`: when the system booted, in seconds since 1970.
-    private static func bootTime() -> Double? {
-        let descriptor = open("/proc/stat", O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { Glibc.close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: 64 * 1024)
-        let count = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-        guard count > 0 else { return nil }
-        for line in bytes[0..<count].split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("btime ".utf8)) {
-            return Double(String(decoding: line.dropFirst(6), as: UTF8.self))
-        }
+    /// When the process started, in seconds since 1970: its start in ticks since boot (field
+    /// 22), and the boot time from the clocks (not `/proc/stat`, which the unit's
+    /// `ProcSubset=pid` hides).
+    static func startTime() -> Double? {
+        #if os(Linux)
+        guard let fields = statFields(), fields.count > 19, let started = fields[19] else { return nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var realtime = timespec(), boottime = timespec()
+        guard ticks > 0, clock_gettime(CLOCK_REALTIME, &realtime) == 0, clock_gettime(CLOCK_BOOTTIME, &boottime) == 0 else { return nil }
+        let booted = (Double(realtime.tv_sec) + Double(realtime.tv_nsec) / 1e9) - (Double(boottime.tv_sec) + Double(boottime.tv_nsec) / 1e9)
+        return (booted + started / ticks).rounded()
+        #else
         return nil
+        #endif
     }
 
     private static func openDescriptors() -> Int {

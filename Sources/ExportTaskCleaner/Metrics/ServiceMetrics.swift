@@ -48,7 +48,8 @@ public final class ServiceMetrics: Sendable {
         requests[outcome]?.increment()
     }
 
-    /// A request that may have reached the server took `duration`.
+    /// A request attempt took `duration` (every attempt with an audit row's `delivery`, as
+    /// `requests_total` counts them).
     func requestFinished(after duration: Duration) {
         let (seconds, attoseconds) = duration.components
         let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
@@ -56,9 +57,10 @@ public final class ServiceMetrics: Sendable {
     }
 
     /// The task counts and when the oldest pending task was queued, as housekeeping last read them.
-    func update(counts: [TaskState: Int], oldestPending: Date?) {
+    /// `keepingAge`: the oldest pending task could not be read; its last reading stands.
+    func update(counts: [TaskState: Int], oldestPending: Date?, keepingAge: Bool = false) {
         for (state, gauge) in tasks { gauge.record(counts[state] ?? 0) }
-        self.oldestPending.withLock { $0 = oldestPending }
+        if !keepingAge { self.oldestPending.withLock { $0 = oldestPending } }
     }
 
     /// The live figures, read when scraped.

@@ -42,11 +42,13 @@ extension CleanerService {
             }
             if metrics != nil, now - lastMetricsCount >= metricsCountInterval {
                 lastMetricsCount = now
+                let started = clock.instant()
                 counts = await refreshCounts(counts)
                 if counts != countsInMetrics {
                     countsInMetrics = counts
                     await updateMetrics(counts: counts)
-                    metricsCountInterval = max(options.pollInterval, (clock.instant() - now) * 50)
+                    // The count's own time (not the renewals' or the sweep's before it).
+                    metricsCountInterval = max(options.pollInterval, (clock.instant() - started) * 50)
                 }
             }
             if now - lastProgress >= options.progressInterval {
@@ -103,8 +105,13 @@ extension CleanerService {
     /// metrics are on and the counts changed).
     func updateMetrics(counts: [TaskState: Int]) async {
         guard let metrics else { return }
-        let oldest = try? await database.run { try $0.oldestPendingEnqueuedAt() }
-        metrics.update(counts: counts, oldestPending: oldest ?? nil)
+        do {
+            let oldest = try await database.run { try $0.oldestPendingEnqueuedAt() }
+            metrics.update(counts: counts, oldestPending: oldest)
+        } catch {
+            // The age keeps its last reading; the counts are new.
+            metrics.update(counts: counts, oldestPending: nil, keepingAge: true)
+        }
     }
 
     /// The live figures, for a scrape: requests in flight, the limits as 429s left them, and

@@ -57,7 +57,7 @@ extension CleanerService {
         requestsInFlight.add(1, ordering: .relaxed)
         let result = await transport.delete(request)
         requestsInFlight.subtract(1, ordering: .relaxed)
-        if result.delivery != .notSent { metrics?.requestFinished(after: result.duration) }
+        metrics?.requestFinished(after: result.duration)
         if result.classification == .authRefused, result.httpStatus == nil, let generation = credentials?.expiredGeneration(at: clock.now()) {
             // The transport found them expired as it signed: nothing was sent.
             credentialsExpired(generation: generation)

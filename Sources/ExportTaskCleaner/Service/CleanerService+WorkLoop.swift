@@ -22,7 +22,7 @@ extension CleanerService {
             let ready = ReadyTasks()
             // Another runner holds a task: its outcome follows soon, and may share a transaction.
             recorder.setMoreExpected { [weak self] in
-                guard let self, !self.isStopping else { return false }
+                guard let self, !self.isStopping, !self.traffic.snapshot.circuit.holdsRequests else { return false }
                 return ready.inFlight + ready.count > 1
             }
             defer { recorder.setMoreExpected(nil) }
@@ -178,6 +178,7 @@ extension CleanerService {
 
     private func beginStopping(reason: String) {
         shared.withLock { $0.stopping = true }
+        recorder.flushNow()
         _ = notifier?.stopping()
         logger.info("cleaner stopping; no new requests", metadata: ["reason": "\(reason)"])
     }

@@ -31,6 +31,8 @@ final class OutcomeRecorder: Sendable {
 
     private struct State {
         var pending: [TaskTransition] = []
+        /// When the oldest waiting outcome was submitted: the group commit's wait counts from it.
+        var oldestSubmitted: ContinuousClock.Instant?
         /// Set by `finish`: past it, a write that fails is not tried again.
         var deadline: ContinuousClock.Instant?
         /// Outcomes of requests given up on: the service must not exit 0.
@@ -43,6 +45,8 @@ final class OutcomeRecorder: Sendable {
     /// Whether more outcomes are expected soon (other runners hold tasks, the service is not
     /// stopping): only then does a small batch wait for company. Set by the work loop.
     private let moreExpected = Mutex<(@Sendable () -> Bool)?>(nil)
+    /// Ends the group commit's wait early: enough outcomes, a stop, the end.
+    private let flush = FlushSignal()
     private let state = Mutex(State())
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
@@ -64,15 +68,25 @@ final class OutcomeRecorder: Sendable {
 
     /// Queues `transition` for the next batch.
     func submit(_ transition: TaskTransition) {
-        state.withLock { $0.pending.append(transition) }
-        wake.yield()
+        submit(contentsOf: [transition])
     }
 
     /// Queues several transitions for the next batch.
     func submit(contentsOf transitions: [TaskTransition]) {
         guard !transitions.isEmpty else { return }
-        state.withLock { $0.pending.append(contentsOf: transitions) }
+        let now = clock.instant()
+        let enough = state.withLock { state in
+            if state.pending.isEmpty { state.oldestSubmitted = now }
+            state.pending.append(contentsOf: transitions)
+            return state.pending.count >= Tuning.groupCommitEnough
+        }
+        if enough { flush.raise() }
         wake.yield()
+    }
+
+    /// Writes what waits at once: the service is stopping.
+    func flushNow() {
+        flush.raise()
     }
 
     /// Outcomes with a request that were given up on at the deadline, or not written to a
@@ -95,6 +109,7 @@ final class OutcomeRecorder: Sendable {
     /// deadline: the rest are then given up on at once.
     func finish(deadline: ContinuousClock.Instant) {
         state.withLock { $0.deadline = deadline }
+        flush.raise()
         wake.finish()
     }
 
@@ -102,10 +117,14 @@ final class OutcomeRecorder: Sendable {
     /// (``Tuning/groupCommitWait``) so that one transaction writes them together. Not once
     /// the service stops (`moreExpected` says no), nor when enough are waiting.
     private func gather() async {
-        let (waiting, finishing) = state.withLock { ($0.pending.count, $0.deadline != nil) }
+        let (waiting, finishing, since) = state.withLock { ($0.pending.count, $0.deadline != nil, $0.oldestSubmitted) }
         guard !finishing, waiting > 0, waiting < Tuning.groupCommitEnough,
               let moreExpected = moreExpected.withLock({ $0 }), moreExpected() else { return }
-        try? await clock.sleep(for: Tuning.groupCommitWait)
+        // Counted from the oldest outcome's submission, and ended early by enough outcomes, a
+        // stop or the end: no confirmed outcome waits longer than the bound.
+        let left = Tuning.groupCommitWait - (clock.instant() - (since ?? clock.instant()))
+        guard left > .zero else { return }
+        await flush.wait(atMost: left, clock: clock)
     }
 
     private func writePending(_ committed: Committed) async {
