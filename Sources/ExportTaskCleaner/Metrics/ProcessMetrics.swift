@@ -17,11 +17,14 @@ final class ProcessMetrics: Sendable {
     private let cpuSeconds = Mutex<Double>(0)
 
     init(registry: PrometheusCollectorRegistry) {
-        cpu = registry.makeCounter(name: "process_cpu_seconds_total", help: "User and system CPU time spent in seconds.")
-        resident = registry.makeGauge(name: "process_resident_memory_bytes", help: "Resident memory size in bytes.")
-        virtual = registry.makeGauge(name: "process_virtual_memory_bytes", help: "Virtual memory size in bytes.")
-        descriptors = registry.makeGauge(name: "process_open_fds", help: "Number of open file descriptors.")
-        startTime = registry.makeGauge(name: "process_start_time_seconds", help: "Start time of the process since unix epoch in seconds.")
+        func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "process", metricName: metric, unitName: unit, helpText: help)
+        }
+        cpu = registry.makeCounter(descriptor: name("cpu", "seconds_total", "User and system CPU time spent in seconds."))
+        resident = registry.makeGauge(descriptor: name("resident_memory", "bytes", "Resident memory size in bytes."))
+        virtual = registry.makeGauge(descriptor: name("virtual_memory", "bytes", "Virtual memory size in bytes."))
+        descriptors = registry.makeGauge(descriptor: name("open", "fds", "Number of open file descriptors."))
+        startTime = registry.makeGauge(descriptor: name("start_time", "seconds", "Start time of the process since unix epoch in seconds."))
         startTime.set(Self.startTime() ?? 0)
     }
 
