@@ -333,10 +333,15 @@ struct ServiceHarness {
                        random: SeededRandomSource(seed: 42), liveness: liveness, logger: logs.logger())
     }
 
+    /// No group-commit wait: these tests turn a `ManualClock` whenever the work loop and
+    /// housekeeping sleep (`idleSleepers`), and a third sleeper would move time on under work
+    /// in progress. `GroupCommitTests` test the wait itself.
     static func options(concurrency: Int = 8, rate: Double = 10_000, drain: Bool = true, grace: Duration = .seconds(10),
                         poll: Duration = .milliseconds(50), lease: Duration = .seconds(60)) -> CleanerOptions {
-        CleanerOptions(projectID: project, concurrency: concurrency, maxRequestsPerSecond: rate, leaseDuration: lease,
-                       shutdownGrace: grace, pollInterval: poll, drain: drain, credentialsDescription: "test key")
+        var options = CleanerOptions(projectID: project, concurrency: concurrency, maxRequestsPerSecond: rate, leaseDuration: lease,
+                                     shutdownGrace: grace, pollInterval: poll, drain: drain, credentialsDescription: "test key")
+        options.groupCommitWait = .zero
+        return options
     }
 
     func enqueue(_ ids: [String]) throws {

@@ -19,6 +19,8 @@ public struct CleanerOptions: Sendable {
     /// After the shutdown grace period, how much longer outcomes that cannot be written are
     /// retried before they are given up on (logged one each, and `run()` throws).
     public var outcomeWriteGrace: Duration = Tuning.outcomeWriteGrace
+    /// The group commit's longest wait for more outcomes at a low rate (zero: none).
+    public var groupCommitWait: Duration = Tuning.groupCommitWait
 
     public init(projectID: String, instanceID: String? = nil, concurrency: Int = 8, maxRequestsPerSecond: Double = 20,
                 leaseDuration: Duration = .seconds(300), shutdownGrace: Duration = .seconds(10),

@@ -91,7 +91,7 @@ public final class CleanerService: Service, Sendable {
         if let credentialSource { beforeProbe = { credentialSource.beforeProbe() } }
         self.traffic = TrafficControl(rate: options.maxRequestsPerSecond, concurrency: options.concurrency,
                                       beforeProbe: beforeProbe)
-        self.recorder = OutcomeRecorder(store: database, clock: clock, logger: logger)
+        self.recorder = OutcomeRecorder(store: database, clock: clock, logger: logger, groupCommitWait: options.groupCommitWait)
     }
 
     /// What the service has done so far.

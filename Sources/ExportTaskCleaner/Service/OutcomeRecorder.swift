@@ -54,10 +54,14 @@ final class OutcomeRecorder: Sendable {
     /// Transitions per transaction at most.
     static let maximumBatch = Tuning.recorderBatch
 
-    init(store: BlockingStore, clock: any ServiceClock, logger: Logger) {
+    /// The group commit's longest wait (``Tuning/groupCommitWait``; zero: none).
+    private let groupCommitWait: Duration
+
+    init(store: BlockingStore, clock: any ServiceClock, logger: Logger, groupCommitWait: Duration = Tuning.groupCommitWait) {
         self.store = store
         self.clock = clock
         self.logger = logger
+        self.groupCommitWait = groupCommitWait
         (wakeups, wake) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -122,7 +126,7 @@ final class OutcomeRecorder: Sendable {
               let moreExpected = moreExpected.withLock({ $0 }), moreExpected() else { return }
         // Counted from the oldest outcome's submission, and ended early by enough outcomes, a
         // stop or the end: no confirmed outcome waits longer than the bound.
-        let left = Tuning.groupCommitWait - (clock.instant() - (since ?? clock.instant()))
+        let left = groupCommitWait - (clock.instant() - (since ?? clock.instant()))
         guard left > .zero else { return }
         await flush.wait(atMost: left, clock: clock)
     }
