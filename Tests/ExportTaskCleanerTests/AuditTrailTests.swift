@@ -112,11 +112,14 @@ struct AuditTrailTests {
             #expect(try harness.rows()["ahead"]?.state == "in_progress")
             for _ in 1...3 { #expect(await clock.advanceAndSettle(by: .seconds(16))) }
             #expect(try harness.rows()["ahead"]?.state == "pending")
+            // Renewals work again: the leases taken from here on hold.
+            harness.store.failingRenewals.withLock { $0 = false }
             harness.transport.gate.open()
-            // Time moves on in small steps, each once the service has gone back to sleep, until
-            // it has drained.
+            // The service works in real time; the clock moves on in small steps only when it
+            // has not finished for a while, so that a loaded machine, slow to get a claimed task
+            // to its request, never sees the lease run out under it.
             for _ in 0..<600 where done.events.isEmpty {
-                _ = await clock.waitForSleepers(atLeast: ServiceHarness.idleSleepers, timeout: .seconds(2))
+                if await done.wait(timeout: .milliseconds(200), until: { !$0.isEmpty }) { break }
                 clock.advance(by: .milliseconds(100))
             }
             try await group.waitForAll()
