@@ -77,7 +77,8 @@ struct CleanerServiceTests {
 
     @Test("the concurrency cap is reached and never exceeded; outcomes are group-committed")
     func concurrencyCap() async throws {
-        let harness = try await ServiceHarness.start(simulator: .init(latency: .milliseconds(20)), concurrency: 8)
+        // 100 ms: long enough that a machine busy with other suites still has all 8 in flight at once.
+        let harness = try await ServiceHarness.start(simulator: .init(latency: .milliseconds(100)), concurrency: 8)
         try harness.enqueue((1...200).map { "cap-\($0)" })
         try await harness.service(ServiceHarness.options(concurrency: 8)).run()
         #expect(harness.simulator.counters.maxInFlight == 8)
