@@ -33,7 +33,7 @@ extension CleanerService {
         case .replaced(let newKey, let renewal, let generation):
             traffic.credentialsReplaced(newKey: newKey, renewal: renewal, generation: generation)
             let events = shared.withLock {
-                $0.refusalCause = nil
+                $0.refusal = nil
                 return $0.events
             }
             events?.yield(.credentialsChanged)
@@ -59,8 +59,8 @@ extension CleanerService {
         switch circuit {
         case .open(let until):
             let seconds = max(0, (until - clock.instant()).components.seconds)
-            let cause = shared.withLock { $0.refusalCause }.map { ": \($0)" } ?? ""
-            return "PAUSED: credentials refused\(cause), next try in \(seconds) s"
+            let refusal = shared.withLock { $0.refusal }.map { " \($0)" } ?? ""
+            return "PAUSED: credentials refused\(refusal); next try in \(seconds) s"
         case .awaitingCredentials:
             return "PAUSED: the temporary credentials expired; waiting for new ones from \(credentials?.current.source ?? "their source")"
         case .unverified, .verified, .probing:

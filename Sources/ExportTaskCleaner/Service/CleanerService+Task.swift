@@ -222,12 +222,12 @@ extension CleanerService {
                 metadata["cause"] = "\(cause)"
                 metadata["clock_offset_s"] = "\(offset.seconds)"
             }
-            shared.withLock { $0.refusalCause = cause }
+            shared.withLock { $0.refusal = "(\(result.errorCode ?? "401"))" + (cause.map { ": \($0)" } ?? "") }
             // Temporary credentials are renewed now, so that the probe goes with new ones.
             credentialSource?.afterRefusal()
             logger.error(cause == nil ? "credentials refused; requests paused" : "credentials refused, the local clock is off; requests paused",
                          metadata: metadata)
-            _ = notifier?.status("PAUSED: credentials refused (\(result.errorCode ?? "401"))\(cause.map { ": \($0)" } ?? ""); next try in \(pause.components.seconds) s")
+            if let status = pauseStatus(traffic.snapshot.circuit) { _ = notifier?.status(status) }
         case .throttled(let rate, let concurrency):
             logger.warning("server asked to slow down (429); rate and concurrency halved", metadata: [
                 "export_task_id": "\(task.exportTaskID)",

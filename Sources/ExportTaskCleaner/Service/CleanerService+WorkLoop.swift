@@ -31,7 +31,7 @@ extension CleanerService {
             var event = WorkLoopStateMachine.Event.started
             passes: while true {
                 liveness?.beat()
-                var actions = machine.on(event, now: clock.now(), credentialsPaused: traffic.snapshot.circuit.isOpenState)
+                var actions = machine.on(event, now: clock.now(), credentialsPaused: traffic.snapshot.circuit.isOpen)
                 pass: while true {
                     for effect in actions.effects {
                         perform(effect, ready: ready, prefetch: machine.configuration.prefetch, group: &group, sink: sink)

@@ -31,9 +31,9 @@ public final class CleanerService: Service, Sendable {
         var leases = HeldLeases()
         var statistics = CleanerStatistics()
         var countsDirty = true
-        /// Why the credentials were last refused, when the answer names a likely cause (the
-        /// local clock off), for the status line.
-        var refusalCause: String?
+        /// What the last refusal's answer said, for the status line: its error code, and the
+        /// likely cause when it names one (the local clock off).
+        var refusal: String?
         /// The work loop's events, while `run()` runs. Expired leases are announced here: this
         /// service's own writes do not change `PRAGMA data_version`.
         var events: AsyncStream<LoopEvent>.Continuation?
@@ -239,13 +239,6 @@ public final class CleanerService: Service, Sendable {
         } catch {
             logger.error("cannot expire dead leases", metadata: ["error": "\(error)"])
         }
-    }
-}
-
-extension CredentialCircuit.State {
-    var isOpenState: Bool {
-        if case .open = self { return true }
-        return false
     }
 }
 

@@ -18,6 +18,12 @@ public struct CredentialCircuit: Sendable {
         /// until they do.
         case awaitingCredentials
 
+        /// Refused: a pause runs.
+        public var isOpen: Bool {
+            if case .open = self { return true }
+            return false
+        }
+
         /// Whether requests are held back: refused, or no usable credentials.
         public var holdsRequests: Bool {
             switch self {
@@ -52,10 +58,7 @@ public struct CredentialCircuit: Sendable {
         }
     }
 
-    public var isOpen: Bool {
-        if case .open = state { return true }
-        return false
-    }
+    public var isOpen: Bool { state.isOpen }
 
     public var reopensAt: ContinuousClock.Instant? {
         if case .open(let until) = state { return until }

@@ -23,10 +23,7 @@ public struct CredentialSetup: Sendable {
                 method: auth.method, credentialsFile: auth.credentialsFile, environment: environment)
             let provider = CredentialProvider(credentials, source: source.rawValue, signing: signing, region: configuration.region)
             let reader = CredentialSourceReader(auth: auth, environment: environment, provider: provider, refresher: nil, logger: logger)
-            let description = auth.method == .token
-                ? "X-Auth-Token from \(source.rawValue)"
-                : "\(credentials) from \(source.rawValue), signed \(signing.rawValue)"
-            return CredentialSetup(provider: provider, reader: reader, refresher: nil, metadata: nil, description: description)
+            return CredentialSetup(provider: provider, reader: reader, refresher: nil, metadata: nil, description: provider.description)
         }
 
         let client = try MetadataCredentialsClient(endpoint: auth.metadataEndpoint)
