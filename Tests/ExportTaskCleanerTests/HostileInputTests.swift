@@ -135,6 +135,21 @@ struct HostileInputTests {
         #expect(Timestamp.parse("1599-12-31") == nil)
     }
 
+    @Test("the day kept between timestamps agrees with the calendar: day ends, leap days, before 1970, far years")
+    func calendarFieldsAgree() {
+        var instants: [Double] = [0, -1, -0.5, 86_399.999, 86_400, -86_400, -86_401, 951_782_400, 951_868_799.5,
+                                  -11_676_096_000, 253_402_300_799.999, 1e12 - 1, -1e12 + 1, 1e13, -1e13]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 { instants.append(Double.random(in: -11_676_096_000...253_402_300_799, using: &random)) }
+        // Out of order, so that the kept day keeps changing, and twice, so that it is used.
+        for interval in instants + instants.reversed() {
+            let date = Date(timeIntervalSince1970: interval)
+            #expect(UTCCalendar.fields(of: date) == UTCCalendar.calendarFields(of: date), "\(interval)")
+        }
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 951_868_799.5)) == "2000-02-29T23:59:59.500Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: -0.5)) == "1969-12-31T23:59:59.500Z")
+    }
+
     @Test("terminal text is escaped, the database keeps the raw text")
     func printable() {
         #expect(TextFormat.printable("IOTDA.\u{1B}[31m\r\nFAKE") == "IOTDA.\\u{1b}[31m\\u{d}\\u{a}FAKE")
