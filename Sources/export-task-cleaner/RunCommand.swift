@@ -54,9 +54,9 @@ struct RunCommand: AsyncParsableCommand {
             "config": "\(config.path)", "database": "\(configuration.database)", "endpoint": "\(configuration.endpoint)",
             "project_id": "\(configuration.projectID)", "credentials": "\(credentials.description)",
         ])
-        let outcome: CleanerService.RunOutcome?
         do {
-            outcome = try await Self.serve(
+            // A refused `run --drain` throws the service's own error (exit 3).
+            try await Self.serve(
                 configuration: configuration, configurationPath: config.path, drain: drain, credentials: credentials,
                 metrics: metrics, metricsServer: metricsServer, store: store, transport: client, logger: logger)
         } catch {
@@ -67,9 +67,6 @@ struct RunCommand: AsyncParsableCommand {
         }
         try await credentials.shutdown()
         try await client.shutdown()
-        if outcome == .credentialsRefused {
-            throw CleanerError(.credentialsRefused, "the service refused our credentials (\(credentials.provider)); the tasks were left pending")
-        }
     }
 
     /// Runs the cleaner, the systemd watchdog, the reloader (SIGHUP) and, for temporary
@@ -77,7 +74,7 @@ struct RunCommand: AsyncParsableCommand {
     /// graceful shutdown.
     static func serve(configuration: Configuration, configurationPath: String, drain: Bool, credentials: CredentialSetup,
                       metrics: MetricsSetup?, metricsServer: MetricsServer?, store: any WorkQueue,
-                      transport: any IoTDATransport, logger: Logger) async throws -> CleanerService.RunOutcome? {
+                      transport: any IoTDATransport, logger: Logger) async throws {
         let notifier = SystemdNotifier()
         let liveness = LivenessMonitor()
         let options = CleanerOptions(configuration: configuration, drain: drain, credentialsDescription: credentials.description)
@@ -111,11 +108,6 @@ struct RunCommand: AsyncParsableCommand {
         // "Behaviour under failures"); a write may block for SQLite's busy timeout (10 s) on
         // top. Past this, cancellation takes over: a backstop, not the plan.
         group.maximumGracefulShutdownDuration = options.shutdownGrace + options.outcomeWriteGrace + .seconds(15)
-        do {
-            try await ServiceGroup(configuration: group).run()
-        } catch let error as CleanerError where error.code == .credentialsRefused {
-            return .credentialsRefused
-        }
-        return cleaner.outcome
+        try await ServiceGroup(configuration: group).run()
     }
 }

@@ -160,6 +160,20 @@ struct EndToEndTests {
         try await world.stop()
     }
 
+    @Test("run --drain with a key the server refuses: exit 3 naming the key's source, every task left pending")
+    func drainRefused() async throws {
+        let world = try await World.start()
+        try world.enqueue(["refused-1", "refused-2", "refused-3"])
+        let run = try world.launch(["run", "--drain"], environment: [
+            "HUAWEICLOUD_SDK_AK": Self.key.ak, "HUAWEICLOUD_SDK_SK": "not-the-secret-the-server-knows",
+        ])
+        #expect(try await run.exit(within: .seconds(30)) == 3, "\(run.stderrText.suffix(2_000))")
+        #expect(run.stderrText.contains("the service refused our credentials (access key E2EA… from environment, signed "), "\(run.stderrText.suffix(2_000))")
+        #expect(try world.states().values.allSatisfy { $0 == "pending" })
+        #expect(world.simulator.counters.signatureFailures == 1)
+        try await world.stop()
+    }
+
     @Test("bad environments: each a clear message and its exit status; the queue untouched")
     func badEnvironments() async throws {
         let world = try await World.start()

@@ -116,11 +116,12 @@ public final class CredentialProvider: Sendable {
 
 extension CredentialProvider: CustomStringConvertible {
     /// Where the credentials in hand came from and how requests are signed, never a secret:
-    /// `Credentials.accessKey(AccessKey(ak: QTWA…, sk: <redacted>)) from auth.credentials_file, signed SDK-HMAC-SHA256`.
+    /// `access key QTWA… from auth.credentials_file, signed SDK-HMAC-SHA256`.
     public var description: String {
         let current = self.current
         switch current.credentials {
-        case .accessKey: return "\(current.credentials) from \(current.source), signed \(signing.rawValue)"
+        case .accessKey(let key):
+            return "\(key.isTemporary ? "temporary access key" : "access key") \(key.abbreviatedAK) from \(current.source), signed \(signing.rawValue)"
         case .token: return "X-Auth-Token from \(current.source)"
         }
     }
