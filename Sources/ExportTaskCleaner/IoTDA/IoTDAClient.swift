@@ -82,10 +82,9 @@ public final class IoTDAClient: IoTDATransport, Sendable {
     private let requestTimeout: TimeAmount
     private let requestTimeoutMilliseconds: Int64
     private let connectTimeoutMilliseconds: Int64
-    private let httpClient: HTTPClient
+    private let http: OwnedHTTPClient
     private let logger: Logger
     private let now: @Sendable () -> Date
-    private let isShutDown = Atomic<Bool>(false)
 
     public init(configuration: Configuration, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) throws {
         let endpoint: Endpoint
@@ -129,21 +128,17 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         // The service retries with backoff itself; a failed connect should fail the waiting
         // requests now (as not sent) rather than after the connect timeout.
         pool.retryConnectionEstablishment = false
-        var http = HTTPClient.Configuration(
+        var settings = HTTPClient.Configuration(
             tlsConfiguration: nil,  // the default: full certificate and host name verification
             redirectConfiguration: .disallow,
             timeout: .init(connect: TimeAmount(configuration.connectTimeout), read: nil),
             connectionPool: pool,
             decompression: .disabled
         )
-        http.httpVersion = .http1Only
+        settings.httpVersion = .http1Only
         // No distributed tracing: a span per delete costs more than the rest of the bookkeeping.
-        http.tracing.tracer = nil
-        httpClient = HTTPClient(
-            eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-            configuration: http,
-            backgroundActivityLogger: logger
-        )
+        settings.tracing.tracer = nil
+        http = OwnedHTTPClient(configuration: settings, backgroundActivityLogger: logger)
 
         var metadata: Logger.Metadata = [
             "endpoint": "\(endpoint.baseURL)",
@@ -165,16 +160,7 @@ public final class IoTDAClient: IoTDATransport, Sendable {
     /// Closes the connections. Requests still in flight fail (as ``DeleteClassification/retryable``).
     /// Calling it again does nothing.
     public func shutdown() async throws {
-        guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        try await httpClient.shutdown()
-    }
-
-    deinit {
-        // A client dropped without shutdown() (say, on an error path) still releases its
-        // connections, instead of tripping AsyncHTTPClient's debug-build check.
-        if !isShutDown.load(ordering: .acquiring) {
-            let _: EventLoopFuture<Void> = httpClient.shutdown()
-        }
+        try await http.shutdown()
     }
 
     public func delete(_ request: DeleteRequest) async -> DeleteResult {
@@ -220,7 +206,7 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         }
 
         let delegate = DeleteResponseDelegate(maxBodyBytes: Self.maxBodyBytes)
-        let task = httpClient.execute(
+        let task = http.client.execute(
             request: httpRequest,
             delegate: delegate,
             eventLoop: .indifferent,

@@ -38,9 +38,8 @@ public final class MetadataCredentialsClient: Sendable {
     }
 
     public let endpoint: Endpoint
-    private let httpClient: HTTPClient
+    private let http: OwnedHTTPClient
     private let session = Mutex<(token: String, renewAt: ContinuousClock.Instant)?>(nil)
-    private let isShutDown = Atomic<Bool>(false)
 
     public init(endpoint text: String) throws {
         do {
@@ -54,19 +53,12 @@ public final class MetadataCredentialsClient: Sendable {
             decompression: .disabled)
         configuration.httpVersion = .http1Only
         configuration.tracing.tracer = nil
-        httpClient = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        http = OwnedHTTPClient(configuration: configuration)
     }
 
     /// Closes the connections. Calling it again does nothing.
     public func shutdown() async throws {
-        guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        try await httpClient.shutdown()
-    }
-
-    deinit {
-        if !isShutDown.load(ordering: .acquiring) {
-            let _: EventLoopFuture<Void> = httpClient.shutdown()
-        }
+        try await http.shutdown()
     }
 
     /// Fetches the agency's current temporary credentials. Every failure is a run-time error
@@ -116,7 +108,7 @@ public final class MetadataCredentialsClient: Sendable {
 
     private func send(_ request: HTTPClientRequest) async throws -> (status: Int, body: [UInt8]) {
         do {
-            let response = try await httpClient.execute(request, timeout: TimeAmount(Self.requestTimeout))
+            let response = try await http.client.execute(request, timeout: TimeAmount(Self.requestTimeout))
             let body = try await response.body.collect(upTo: Self.maxBodyBytes)
             return (Int(response.status.code), Array(body.readableBytesView))
         } catch is NIOTooManyBytesError {
