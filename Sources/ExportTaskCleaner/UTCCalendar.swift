@@ -25,7 +25,8 @@ package enum UTCCalendar {
         }
     }
 
-    /// The fields of `date`, down to whole seconds (rounded towards the past).
+    /// The fields of `date`, down to the whole seconds of its `timeIntervalSince1970` (rounded
+    /// towards the past, as every caller rounds them).
     ///
     /// The calendar names the day; the time of day is the seconds since the day began (a UTC
     /// day has 86,400 of them: `Date` counts no leap seconds). Timestamps come a few a

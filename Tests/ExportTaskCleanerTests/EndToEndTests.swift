@@ -171,6 +171,7 @@ struct EndToEndTests {
         #expect(run.stderrText.contains("the service refused our credentials (access key E2EA… from environment, signed "), "\(run.stderrText.suffix(2_000))")
         #expect(try world.states().values.allSatisfy { $0 == "pending" })
         #expect(world.simulator.counters.signatureFailures == 1)
+        #expect(!run.stderrText.contains("not-the-secret-the-server-knows"))
         try await world.stop()
     }
 

@@ -138,7 +138,8 @@ struct HostileInputTests {
     @Test("the day kept between timestamps agrees with the calendar: day ends, leap days, before 1970, far years")
     func calendarFieldsAgree() {
         var instants: [Double] = [0, -1, -0.5, 86_399.999, 86_400, -86_400, -86_401, 951_782_400, 951_868_799.5,
-                                  -11_676_096_000, 253_402_300_799.999, 1e12 - 1, -1e12 + 1, 1e13, -1e13]
+                                  -11_676_096_000, 253_402_300_799.999, 1e12 - 1, -1e12 + 1, 1e13, -1e13,
+                                  .nan, .infinity, -.infinity]
         var random = SystemRandomNumberGenerator()
         for _ in 0..<2_000 { instants.append(Double.random(in: -11_676_096_000...253_402_300_799, using: &random)) }
         // Out of order, so that the kept day keeps changing, and twice, so that it is used.
