@@ -58,7 +58,7 @@ struct AuditTrailTests {
         }
     }
 
-    @Test("a 404 after a request whose answer was lost is not_found_after_unknown; a plain 404 stays not_found")
+    @Test("a 404 after a request whose answer was lost is not_found_after_unknown; a plain 404, or one after a requeue, stays not_found")
     func notFoundAfterUnknown() async throws {
         let harness = try await ServiceHarness.start()
         // A first attempt whose answer never came (a timeout after the request was written),
@@ -82,6 +82,15 @@ struct AuditTrailTests {
         #expect(try harness.rows()["lost-answer"]?.state == "not_found_after_unknown")
         #expect(try harness.rows()["lost-answer"]?.attempts == 2)
         #expect(try harness.store.inner.status(now: Date()).counts["not_found_after_unknown"] == 1)
+        #expect(try harness.store.inner.checkConsistency().inconsistent == 0)
+        // A requeue starts a new cycle: the lost answer belongs to the old one, so a 404 now
+        // says the task was gone before anything of this cycle was sent.
+        #expect(try harness.store.inner.requeue(.exportTaskIDs(["lost-answer"]), now: Date()).requeued == 1)
+        #expect(try SQLiteConnection(path: harness.path).scalarInt(
+            "SELECT unanswered_attempts FROM export_tasks WHERE export_task_id = 'lost-answer'") == 0)
+        try await harness.service(ServiceHarness.options(concurrency: 1)).run()
+        #expect(try harness.rows()["lost-answer"]?.state == "not_found")
+        #expect(try harness.audit("lost-answer").map(\.outcome) == ["retry", "not_found_after_unknown", "requeued", "not_found"])
         #expect(try harness.store.inner.checkConsistency().inconsistent == 0)
         try await harness.shutdown()
     }

@@ -16,6 +16,9 @@ struct OutputTests {
 
     /// Three tasks and an audit row each, with known values: a 204, a 400 whose message needs
     /// quoting in CSV, and a row without a request (nulls).
+    /// A chain hash for the first row (the others have none, as in a file never chained).
+    static let hash = String(repeating: "0123456789abcdef", count: 4)
+
     private func populatedWorld() async throws -> World {
         let world = try await World.start()
         try world.enqueue(["out-1", "out-2", "out-3"])
@@ -23,11 +26,12 @@ struct OutputTests {
         try SQLiteConnection(path: world.database).execute("""
             DROP TRIGGER audit_log_hash_required;
             INSERT INTO audit_log(task_id, export_task_id, project_id, attempt, at, duration_ms, http_status, error_code,
-                                  error_message, request_id, outcome, delivery, runner, lease_lost) VALUES
-                (1, 'out-1', NULL, 1, '2026-11-29T10:00:00.000Z', 12, 204, NULL, NULL, '\(Self.requestIDs[0])', 'deleted', 'answered', 'host-a:101', 1),
+                                  error_message, request_id, outcome, delivery, runner, lease_lost, hash) VALUES
+                (1, 'out-1', NULL, 1, '2026-11-29T10:00:00.000Z', 12, 204, NULL, NULL, '\(Self.requestIDs[0])', 'deleted', 'answered', 'host-a:101', 1,
+                 '\(Self.hash)'),
                 (2, 'out-2', 'other-project', 2, '2026-11-29T10:00:01.500Z', 7, 400, 'IOTDA.014000', 'bad "request", try again',
-                 '\(Self.requestIDs[1])', 'rejected', 'answered', 'host-a:101', NULL),
-                (3, 'out-3', NULL, NULL, '2026-11-29T10:00:02.000Z', NULL, NULL, NULL, NULL, NULL, 'lease_expired', NULL, 'host-b:202', NULL);
+                 '\(Self.requestIDs[1])', 'rejected', 'answered', 'host-a:101', NULL, NULL),
+                (3, 'out-3', NULL, NULL, '2026-11-29T10:00:02.000Z', NULL, NULL, NULL, NULL, NULL, 'lease_expired', NULL, 'host-b:202', NULL, NULL);
             UPDATE export_tasks SET state = 'deleted', attempts = 1, finished_at = '2026-11-29T10:00:00.000Z' WHERE export_task_id = 'out-1';
             UPDATE export_tasks SET state = 'rejected', attempts = 2, finished_at = '2026-11-29T10:00:01.500Z' WHERE export_task_id = 'out-2';
             UPDATE export_tasks SET enqueued_at = '2026-11-29T09:00:00.000Z', next_attempt_at = '2099-01-01T00:00:00.000Z'
@@ -66,8 +70,10 @@ struct OutputTests {
         let rows = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [[String: Any]])
         #expect(rows.count == 3)
         let columns: Set<String> = ["id", "at", "export_task_id", "task_id", "project_id", "attempt", "outcome", "http_status",
-                                    "delivery", "duration_ms", "error_code", "error_message", "request_id", "runner", "lease_lost"]
+                                    "delivery", "duration_ms", "error_code", "error_message", "request_id", "runner", "lease_lost", "hash"]
         #expect(rows.allSatisfy { Set($0.keys) == columns })
+        #expect(rows[0]["hash"] as? String == Self.hash)
+        #expect(rows[1]["hash"] is NSNull)
         let rejected = rows[1]
         #expect(rejected["id"] as? Int == 2)
         #expect(rejected["task_id"] as? Int == 2)
@@ -99,12 +105,12 @@ struct OutputTests {
         let world = try await populatedWorld()
         let csv = try await run(world, ["audit", "--format", "csv"])
         #expect(csv.status == 0, "\(csv.err)")
-        let header = "id,at,export_task_id,task_id,project_id,attempt,outcome,http_status,delivery,duration_ms,error_code,error_message,request_id,runner,lease_lost"
+        let header = "id,at,export_task_id,task_id,project_id,attempt,outcome,http_status,delivery,duration_ms,error_code,error_message,request_id,runner,lease_lost,hash"
         #expect(csv.out == [
             header,
-            "1,2026-11-29T10:00:00.000Z,out-1,1,,1,deleted,204,answered,12,,,\(Self.requestIDs[0]),host-a:101,1",
-            "2,2026-11-29T10:00:01.500Z,out-2,2,other-project,2,rejected,400,answered,7,IOTDA.014000,\"bad \"\"request\"\", try again\",\(Self.requestIDs[1]),host-a:101,",
-            "3,2026-11-29T10:00:02.000Z,out-3,3,,,lease_expired,,,,,,,host-b:202,",
+            "1,2026-11-29T10:00:00.000Z,out-1,1,,1,deleted,204,answered,12,,,\(Self.requestIDs[0]),host-a:101,1,\(Self.hash)",
+            "2,2026-11-29T10:00:01.500Z,out-2,2,other-project,2,rejected,400,answered,7,IOTDA.014000,\"bad \"\"request\"\", try again\",\(Self.requestIDs[1]),host-a:101,,",
+            "3,2026-11-29T10:00:02.000Z,out-3,3,,,lease_expired,,,,,,,host-b:202,,",
         ].map { $0 + "\r\n" }.joined())
         let none = try await run(world, ["audit", "--format", "csv", "--task", "nobody"])
         #expect(none.out == header + "\r\n")

@@ -20,7 +20,7 @@ public struct AuditWriter {
     }()
 
     public static let columns = ["id", "at", "export_task_id", "task_id", "project_id", "attempt", "outcome", "http_status",
-                          "delivery", "duration_ms", "error_code", "error_message", "request_id", "runner", "lease_lost"]
+                          "delivery", "duration_ms", "error_code", "error_message", "request_id", "runner", "lease_lost", "hash"]
 
     public init(format: AuditFormat) {
         self.format = format
@@ -60,7 +60,7 @@ public struct AuditWriter {
                 String(entry.id), entry.at, entry.exportTaskID, entry.taskID.map(String.init), entry.projectID,
                 entry.attempt.map(String.init), entry.outcome, entry.httpStatus.map(String.init), entry.delivery,
                 entry.durationMilliseconds.map(String.init), entry.errorCode, entry.errorMessage, entry.requestID, entry.runner,
-                entry.leaseLost ? "1" : "",
+                entry.leaseLost ? "1" : "", entry.hash,
             ]
             return values.map { Self.csvField($0 ?? "") }.joined(separator: ",") + "\r\n"
         }

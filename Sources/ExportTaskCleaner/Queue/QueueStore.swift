@@ -334,10 +334,14 @@ public struct AuditEntry: Sendable, Codable, Equatable {
     public var runner: String
     /// The answer came after the task's lease was lost: the task row did not take it.
     public var leaseLost = false
+    /// The audit chain's hash of the row (README, "The database"); nil only in a file whose
+    /// rows were never chained.
+    public var hash: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, attempt, at, outcome, delivery, runner
         case leaseLost = "lease_lost"
+        case hash
         case taskID = "task_id"
         case exportTaskID = "export_task_id"
         case projectID = "project_id"
@@ -366,5 +370,6 @@ public struct AuditEntry: Sendable, Codable, Equatable {
         try container.encode(delivery, forKey: .delivery)
         try container.encode(runner, forKey: .runner)
         try container.encode(leaseLost, forKey: .leaseLost)
+        try container.encode(hash, forKey: .hash)
     }
 }

@@ -42,7 +42,7 @@ extension SQLiteQueueStore {
                     }
                 }
                 let update = try db.prepare("""
-                    UPDATE export_tasks SET state = 'pending', attempts = 0, next_attempt_at = ?1,
+                    UPDATE export_tasks SET state = 'pending', attempts = 0, unanswered_attempts = 0, next_attempt_at = ?1,
                         finished_at = NULL, lease_token = NULL, lease_expires_at = NULL
                     WHERE id = ?2
                     """)
@@ -183,7 +183,7 @@ extension SQLiteQueueStore {
             try db.readTransaction {
                 let statement = try db.prepare("""
                     SELECT id, task_id, export_task_id, project_id, attempt, at, duration_ms, http_status,
-                        error_code, error_message, request_id, outcome, delivery, runner, lease_lost IS NOT NULL
+                        error_code, error_message, request_id, outcome, delivery, runner, lease_lost IS NOT NULL, hash
                     FROM audit_log
                     WHERE (?1 IS NULL OR export_task_id = ?1)
                       AND (?2 IS NULL OR outcome = ?2)
@@ -204,7 +204,7 @@ extension SQLiteQueueStore {
                         errorCode: statement.optionalString(8), errorMessage: statement.optionalString(9),
                         requestID: statement.optionalString(10), outcome: statement.string(11),
                         delivery: statement.optionalString(12), runner: statement.string(13),
-                        leaseLost: statement.int(14) != 0))
+                        leaseLost: statement.int(14) != 0, hash: statement.optionalString(15)))
                 }
             }
         }

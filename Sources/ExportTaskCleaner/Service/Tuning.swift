@@ -130,7 +130,8 @@ enum Tuning {
     /// After the shutdown grace period, how much longer outcomes that cannot be written are
     /// retried before the service gives up on them, logs each, and exits 1. With the grace
     /// period (10 s by default) and one write blocked for SQLite's busy timeout (10 s), this
-    /// stays inside the unit's `TimeoutStopSec=30s`.
+    /// stays inside the unit's `TimeoutStopSec=60s`, which also covers writes queued behind
+    /// one another on the busy timeout (README, "Behaviour under failures").
     static let outcomeWriteGrace: Duration = .seconds(5)
 
     /// After `failures` failed writes of a batch in a row: 100 ms, doubling to 5 s. Confirmed
