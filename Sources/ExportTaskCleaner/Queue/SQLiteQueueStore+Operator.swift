@@ -74,11 +74,14 @@ extension SQLiteQueueStore {
     }
 
     public func oldestPendingEnqueuedAt() throws -> Date? {
-        try withConnection { db in
-            let statement = try db.prepare("SELECT min(enqueued_at) FROM export_tasks WHERE state = 'pending'")
-            defer { statement.reset() }
-            return try statement.step() ? statement.optionalString(0).flatMap(Timestamp.parse) : nil
-        }
+        try withConnection { db in try Self.oldestPendingEnqueuedAt(db).flatMap(Timestamp.parse) }
+    }
+
+    /// `enqueued_at` of the oldest pending task, as stored (for `status` and the metrics).
+    private static func oldestPendingEnqueuedAt(_ db: SQLiteConnection) throws -> String? {
+        let statement = try db.prepare("SELECT min(enqueued_at) FROM export_tasks WHERE state = 'pending'")
+        defer { statement.reset() }
+        return try statement.step() ? statement.optionalString(0) : nil
     }
 
     public func nextDue() throws -> Date? {
@@ -132,9 +135,7 @@ extension SQLiteQueueStore {
         try withConnection { db in
             try db.readTransaction {
                 let counts = try Self.counts(db)
-                let oldest = try db.prepare("SELECT min(enqueued_at) FROM export_tasks WHERE state = 'pending'")
-                let oldestText = try oldest.step() ? oldest.optionalString(0) : nil
-                oldest.reset()
+                let oldestText = try Self.oldestPendingEnqueuedAt(db)
                 let next = try db.prepare("""
                     SELECT min(next_attempt_at) FROM export_tasks WHERE state = 'pending' AND next_attempt_at > ?1
                     """)
