@@ -172,7 +172,9 @@ struct SimulatorTests {
 
     @Test("latency delays every answer without blocking other connections")
     func latency() async throws {
-        try await withSimulator(.init(projectID: project, latency: .milliseconds(150))) { simulator in
+        // 2 s, so that the four overlap even when a busy machine starts them far apart (CI saw
+        // one start only after another's 150 ms answer had come).
+        try await withSimulator(.init(projectID: project, latency: .seconds(2))) { simulator in
             let client = try client(simulator, concurrency: 4)
             let started = ContinuousClock.now
             let results = await withTaskGroup(of: DeleteResult.self) { group in
@@ -183,8 +185,8 @@ struct SimulatorTests {
             }
             let elapsed = ContinuousClock.now - started
             try await client.shutdown()
-            #expect(results.allSatisfy { $0.classification == .deleted && $0.duration >= .milliseconds(150) })
-            #expect(elapsed >= .milliseconds(150))
+            #expect(results.allSatisfy { $0.classification == .deleted && $0.duration >= .seconds(2) })
+            #expect(elapsed >= .seconds(2))
             // Four answers pending at once: the delay does not hold up other connections.
             #expect(simulator.counters.maxInFlight == 4)
         }
