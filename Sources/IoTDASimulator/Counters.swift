@@ -18,6 +18,8 @@ extension IoTDASimulator {
         public var authFailures: Int = 0
         /// 429s from the server-wide ``Configuration/rateLimit`` (not scripted ones).
         public var rateLimited: Int = 0
+        /// Connections accepted (IoTDA and metadata requests alike).
+        public var connections: Int = 0
         /// Connections closed without an answer by ``Behaviour/dropConnection(times:)``.
         public var droppedConnections: Int = 0
         /// Answers written, by status.

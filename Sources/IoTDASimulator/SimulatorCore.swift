@@ -71,6 +71,10 @@ final class SimulatorCore: Sendable {
         return overflow || overflow2 ? (seconds < 0 ? .min : .max) : sum
     }
 
+    func connectionAccepted() {
+        state.withLock { $0.counters.connections += 1 }
+    }
+
     func script(_ exportTaskID: String, _ behaviour: Behaviour) {
         state.withLock {
             $0.scripts[exportTaskID] = behaviour

@@ -13,7 +13,7 @@ struct SimulateCommand: AsyncParsableCommand {
         discussion: """
             The first line on standard output is `listening on http://127.0.0.1:PORT`. On SIGTERM or SIGINT \
             the counters follow as one JSON object (requests, successful_deletes, max_in_flight, \
-            signature_failures, auth_failures, rate_limited, dropped_connections, responses_by_status), \
+            signature_failures, auth_failures, rate_limited, dropped_connections, connections, responses_by_status), \
             and the exit status is 0. Signatures are checked when --ak and --sk-file are given.
             """,
         shouldDisplay: false)
@@ -105,6 +105,7 @@ struct SimulateCommand: AsyncParsableCommand {
         var auth_failures: Int
         var rate_limited: Int
         var dropped_connections: Int
+        var connections: Int
         var responses_by_status: [String: Int]
     }
 
@@ -113,6 +114,7 @@ struct SimulateCommand: AsyncParsableCommand {
             requests: counters.requests, successful_deletes: counters.successfulDeletes, max_in_flight: counters.maxInFlight,
             signature_failures: counters.signatureFailures, auth_failures: counters.authFailures,
             rate_limited: counters.rateLimited, dropped_connections: counters.droppedConnections,
+            connections: counters.connections,
             responses_by_status: Dictionary(uniqueKeysWithValues: counters.responsesByStatus.map { (String($0.key), $0.value) }))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
