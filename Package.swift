@@ -69,6 +69,14 @@ let package = Package(
         ),
         // scripts/bench's store benchmark: built, never shipped.
         .executableTarget(
+            name: "export-task-cleaner-bench-http",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "Sources/export-task-cleaner-bench-http"
+        ),
+        .executableTarget(
             name: "export-task-cleaner-bench-store",
             dependencies: [
                 "ExportTaskCleaner",
