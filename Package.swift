@@ -67,15 +67,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // scripts/bench's store benchmark: built, never shipped.
+        // scripts/bench's floor under the low-rate rows: built, never shipped.
         .executableTarget(
             name: "export-task-cleaner-bench-http",
             dependencies: [
+                "ExportTaskCleaner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Sources/export-task-cleaner-bench-http"
         ),
+        // scripts/bench's store benchmark: built, never shipped.
         .executableTarget(
             name: "export-task-cleaner-bench-store",
             dependencies: [

@@ -1,35 +1,32 @@
 import ArgumentParser
 import AsyncHTTPClient
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
+import ExportTaskCleaner
 import NIOCore
-import NIOHTTP1
-import Synchronization
 
-/// The floor under the service's CPU a delete at low rates, for `scripts/bench`: what the stack
-/// the service is built on costs a request on this machine, with none of the service's own
-/// work (no signing, no database, no bookkeeping). Requests are paced evenly, as the service
-/// paces them. A binary of its own, built beside the product but not shipped.
+/// The floor under the service's CPU a delete at low rates, for `scripts/bench` (e): what the
+/// stack the service is built on costs a request on this machine, with none of the service's
+/// own work (no signing, no database, no bookkeeping). The HTTP client has the service's
+/// settings (``IoTDAClient/httpConfiguration(concurrency:connectTimeout:)``), and requests are
+/// paced evenly, as the service paces them. A binary of its own, built beside the product but
+/// not shipped.
 @main
 struct BenchHTTPCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-task-cleaner-bench-http",
         abstract: "Measures the CPU a paced request costs with the service's stack alone.",
         discussion: """
-            Prints one line: the mode, the requests, the CPU time a request (µs) and the context \
-            switches a request, counted from the first to the last request.
+            Prints one line: the mode, the requests, the CPU time a request (µs), the context \
+            switches a request and the rate achieved, counted from the start to the last answer.
             """)
 
     enum Mode: String, ExpressibleByArgument, CaseIterable {
         /// A Swift task that only sleeps until each slot (`Task.sleep`).
         case sleep
-        /// async-http-client alone: every slot and request on its event loop, no Swift task.
+        /// async-http-client alone: every slot and request on one event loop, no Swift task.
         /// Requests start at their slots whether or not earlier ones were answered.
         case client
-        /// What a runner does: a Swift task sleeps until the slot, then awaits the request.
+        /// As the service's runners: `--concurrency` Swift tasks, each sleeping until its next
+        /// slot and then awaiting its request.
         case task
     }
 
@@ -42,18 +39,21 @@ struct BenchHTTPCommand: AsyncParsableCommand {
     @Option(help: "Requests (or sleeps) in all.")
     var requests: Int
 
+    @Option(help: "Connections, and tasks in --mode task, as the service's concurrency.")
+    var concurrency = 16
+
     @Option(help: "The server, http://127.0.0.1:PORT (needed unless --mode sleep).")
     var url: String?
-
-    @Option(help: "Requests in flight at most (--mode task), as the service's concurrency.")
-    var concurrency = 16
 
     @Option(help: "The project ID in the path.")
     var projectID = "simulated-project"
 
+    /// Each request's deadline, as the service's `request_timeout_ms`.
+    static let requestTimeout = TimeAmount.seconds(10)
+
     func validate() throws {
-        guard (1...100_000).contains(rate) else { throw ValidationError("--rate must be 1 to 100000") }
-        guard (1...1_000_000).contains(requests) else { throw ValidationError("--requests must be 1 to 1000000") }
+        guard (1...10_000).contains(rate) else { throw ValidationError("--rate must be 1 to 10000") }
+        guard (1...100_000).contains(requests) else { throw ValidationError("--requests must be 1 to 100000") }
         guard (1...1_000).contains(concurrency) else { throw ValidationError("--concurrency must be 1 to 1000") }
         guard mode == .sleep || url?.hasPrefix("http://127.0.0.1:") == true else {
             throw ValidationError("--url http://127.0.0.1:PORT is needed")
@@ -61,102 +61,93 @@ struct BenchHTTPCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
-        let eventLoop = client.eventLoopGroup.next()
-        let interval = TimeAmount.nanoseconds(1_000_000_000 / Int64(rate))
-        let base = url ?? ""
-        let requests = requests
-        let projectID = projectID
-        // A server that remembers deletes answers 404 to an ID a second time: new IDs each run.
-        let run = UInt32.random(in: .min ... .max)
-        @Sendable func request(_ index: Int) throws -> HTTPClient.Request {
-            try HTTPClient.Request(url: "\(base)/v5/iot/\(projectID)/export-tasks/floor-\(run)-\(index)", method: .DELETE)
+        let client = HTTPClient(
+            eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+            configuration: IoTDAClient.httpConfiguration(concurrency: concurrency, connectTimeout: .seconds(5)))
+        let pacing = Pacing(rate: rate)
+        let before = ProcessUsage()
+        let answered: Int
+        do {
+            switch mode {
+            case .sleep: answered = try await sleepOnly(pacing)
+            case .client: answered = try await clientAlone(client, pacing)
+            case .task: answered = try await asRunners(client, pacing)
+            }
+        } catch {
+            try? await client.shutdown()
+            throw error
         }
-        let before = Usage()
-        let start = NIODeadline.now()
-        var answered = 0
-        switch mode {
-        case .sleep:
-            for index in 1...requests {
-                try await Task.sleep(until: .now + .nanoseconds(Int64(index) * interval.nanoseconds - (NIODeadline.now() - start).nanoseconds))
-                answered += 1
-            }
-        case .client:
-            let done = eventLoop.makePromise(of: Int.self)
-            eventLoop.execute {
-                let counts = NIOLoopBoundBox((finished: 0, answered: 0), eventLoop: eventLoop)
-                for index in 1...requests {
-                    eventLoop.scheduleTask(deadline: start + interval * Int64(index)) {
-                        client.execute(request: try request(index), delegate: StatusDelegate(), eventLoop: .delegate(on: eventLoop))
-                            .futureResult.whenComplete { result in
-                                counts.value.finished += 1
-                                if (try? result.get()) == 204 { counts.value.answered += 1 }
-                                if counts.value.finished == requests { done.succeed(counts.value.answered) }
-                            }
-                    }.futureResult.whenFailure { done.fail($0) }
-                }
-            }
-            answered = try await done.futureResult.get()
-        case .task:
-            // As the service's runners: each sleeps until its next slot, then awaits its request.
-            let runners = min(concurrency, requests)
-            answered = try await withThrowingTaskGroup(of: Int.self) { group in
-                for runner in 0..<runners {
-                    group.addTask {
-                        var answered = 0
-                        for index in stride(from: runner + 1, through: requests, by: runners) {
-                            let wait = (start + interval * Int64(index)) - NIODeadline.now()
-                            try await Task.sleep(until: .now + .nanoseconds(max(0, wait.nanoseconds)))
-                            let status = try await client.execute(
-                                request: try request(index), delegate: StatusDelegate(),
-                                eventLoop: .delegate(on: eventLoop)).futureResult.get()
-                            if status == 204 { answered += 1 }
-                        }
-                        return answered
-                    }
-                }
-                return try await group.reduce(0, +)
-            }
-        }
-        let after = Usage()
+        let elapsed = pacing.elapsed
+        let after = ProcessUsage()
         try await client.shutdown()
         guard answered == requests else {
             throw BenchFailure(message: "\(requests - answered) of \(requests) requests were not answered 204")
         }
         let cpu = (after.cpuSeconds - before.cpuSeconds) * 1e6 / Double(requests)
         let switches = Double(after.switches - before.switches) / Double(requests)
-        print("\(mode.rawValue) \(requests) \(Int(cpu.rounded())) \((switches * 10).rounded() / 10)")
-    }
-}
-
-struct BenchFailure: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
-}
-
-/// Reads the status, drops the body.
-final class StatusDelegate: HTTPClientResponseDelegate {
-    typealias Response = Int
-    private let status = Atomic<Int>(0)
-
-    func didReceiveHead(task: HTTPClient.Task<Int>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
-        status.store(Int(head.status.code), ordering: .relaxed)
-        return task.eventLoop.makeSucceededVoidFuture()
+        let achieved = Double(requests) / elapsed
+        print(mode.rawValue, requests, Int(cpu.rounded()), (switches * 10).rounded() / 10, (achieved * 10).rounded() / 10)
     }
 
-    func didFinishRequest(task: HTTPClient.Task<Int>) throws -> Int { status.load(ordering: .relaxed) }
-}
+    /// Sleeps until each slot, and does nothing else.
+    private func sleepOnly(_ pacing: Pacing) async throws -> Int {
+        for index in 1...requests {
+            try await Task.sleep(until: pacing.slot(index), clock: .continuous)
+        }
+        return requests
+    }
 
-/// This process's CPU time and context switches so far.
-struct Usage {
-    var cpuSeconds: Double
-    var switches: Int
+    /// Every slot a timer on the event loop, every request started there: no Swift task.
+    private func clientAlone(_ client: HTTPClient, _ pacing: Pacing) async throws -> Int {
+        let eventLoop = client.eventLoopGroup.next()
+        let done = eventLoop.makePromise(of: Int.self)
+        let requests = requests
+        let target = target
+        let start = NIODeadline.now() + pacing.untilStart
+        eventLoop.execute {
+            // Answers come back on this loop (`.delegate(on:)`), where the counts live.
+            let counts = NIOLoopBoundBox((finished: 0, answered: 0), eventLoop: eventLoop)
+            for index in 1...requests {
+                eventLoop.scheduleTask(deadline: start + pacing.interval * Int64(index)) {
+                    client.execute(request: try target(index), delegate: StatusDelegate(), eventLoop: .delegate(on: eventLoop),
+                                   deadline: .now() + Self.requestTimeout).futureResult.whenComplete { result in
+                        counts.value.finished += 1
+                        if (try? result.get()) == 204 { counts.value.answered += 1 }
+                        if counts.value.finished == requests { done.succeed(counts.value.answered) }
+                    }
+                }.futureResult.whenFailure { done.fail($0) }
+            }
+        }
+        return try await done.futureResult.get()
+    }
 
-    init() {
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        cpuSeconds = Double(usage.ru_utime.tv_sec) + Double(usage.ru_stime.tv_sec)
-            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-        switches = usage.ru_nvcsw + usage.ru_nivcsw
+    /// As the service's runners: each task sleeps until its next slot, then awaits its request.
+    private func asRunners(_ client: HTTPClient, _ pacing: Pacing) async throws -> Int {
+        let runners = min(concurrency, requests)
+        let requests = requests
+        let target = target
+        return try await withThrowingTaskGroup(of: Int.self) { group in
+            for runner in 0..<runners {
+                group.addTask {
+                    var answered = 0
+                    for index in stride(from: runner + 1, through: requests, by: runners) {
+                        try await Task.sleep(until: pacing.slot(index), clock: .continuous)
+                        let status = try await client.execute(
+                            request: try target(index), delegate: StatusDelegate(), eventLoop: .indifferent,
+                            deadline: .now() + Self.requestTimeout).futureResult.get()
+                        if status == 204 { answered += 1 }
+                    }
+                    return answered
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+    }
+
+    /// The request of slot `index`: a new ID each run, since a server that remembers deletes
+    /// answers 404 to an ID the second time.
+    private var target: @Sendable (Int) throws -> HTTPClient.Request {
+        let base = "\(url ?? "")/v5/iot/\(projectID)/export-tasks/floor-\(UInt32.random(in: .min ... .max))-"
+        return { index in try HTTPClient.Request(url: "\(base)\(index)", method: .DELETE) }
     }
 }

@@ -119,25 +119,7 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         self.logger = logger
         self.now = now
 
-        var pool = HTTPClient.Configuration.ConnectionPool(
-            // Shorter than the usual 60 s of load balancers, so the server rarely closes a
-            // connection just as a request goes out on it.
-            idleTimeout: .seconds(30),
-            concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.concurrency
-        )
-        // The service retries with backoff itself; a failed connect should fail the waiting
-        // requests now (as not sent) rather than after the connect timeout.
-        pool.retryConnectionEstablishment = false
-        var settings = HTTPClient.Configuration(
-            tlsConfiguration: nil,  // the default: full certificate and host name verification
-            redirectConfiguration: .disallow,
-            timeout: .init(connect: TimeAmount(configuration.connectTimeout), read: nil),
-            connectionPool: pool,
-            decompression: .disabled
-        )
-        settings.httpVersion = .http1Only
-        // No distributed tracing: a span per delete costs more than the rest of the bookkeeping.
-        settings.tracing.tracer = nil
+        let settings = Self.httpConfiguration(concurrency: configuration.concurrency, connectTimeout: configuration.connectTimeout)
         http = OwnedHTTPClient(configuration: settings, backgroundActivityLogger: logger)
 
         var metadata: Logger.Metadata = [
@@ -155,6 +137,32 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             metadata["auth"] = "token"
         }
         logger.debug("IoTDA client ready", metadata: metadata)
+    }
+
+    /// The HTTP client's settings for `concurrency` connections: HTTP/1.1 keep-alive, TLS
+    /// verification on, redirects off, no decompression, no tracing. Public for the benchmark
+    /// that measures the client alone (`scripts/bench`, (e)).
+    public static func httpConfiguration(concurrency: Int, connectTimeout: Duration) -> HTTPClient.Configuration {
+        var pool = HTTPClient.Configuration.ConnectionPool(
+            // Shorter than the usual 60 s of load balancers, so the server rarely closes a
+            // connection just as a request goes out on it.
+            idleTimeout: .seconds(30),
+            concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency
+        )
+        // The service retries with backoff itself; a failed connect should fail the waiting
+        // requests now (as not sent) rather than after the connect timeout.
+        pool.retryConnectionEstablishment = false
+        var settings = HTTPClient.Configuration(
+            tlsConfiguration: nil,  // the default: full certificate and host name verification
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: TimeAmount(connectTimeout), read: nil),
+            connectionPool: pool,
+            decompression: .disabled
+        )
+        settings.httpVersion = .http1Only
+        // No distributed tracing: a span per delete costs more than the rest of the bookkeeping.
+        settings.tracing.tracer = nil
+        return settings
     }
 
     /// Closes the connections. Requests still in flight fail (as ``DeleteClassification/retryable``).
