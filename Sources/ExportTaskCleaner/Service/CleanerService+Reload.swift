@@ -23,7 +23,7 @@ extension CleanerService {
         replaceRetry(settings.retry)
         traffic.reconfigure(rate: settings.maxRequestsPerSecond, concurrency: settings.concurrency)
         let events = shared.withLock { $0.events }
-        events?.yield(.reconfigured(concurrency: settings.concurrency))
+        events?.yield(.reconfigured(concurrency: settings.concurrency, rate: settings.maxRequestsPerSecond))
     }
 
     /// The provider's news, while the service runs: new credentials let a paused circuit probe

@@ -72,7 +72,7 @@ extension CleanerService {
                 case .shutdownRequested(let at): .shutdownRequested(at: at)
                 case .graceExpired: .graceExpired(inFlight: ready.inFlight)
                 case .writeDeadlinePassed: .writeDeadlinePassed
-                case .reconfigured(let concurrency): .reconfigured(prefetch: Tuning.prefetch(concurrency: concurrency))
+                case .reconfigured(let concurrency, let rate): .reconfigured(prefetch: Tuning.prefetch(concurrency: concurrency, rate: rate))
                 case .credentialsChanged: .credentialsChanged
                 }
             }

@@ -195,8 +195,8 @@ public final class CleanerService: Service, Sendable {
         case graceExpired
         /// Outcomes still unwritten this long after the grace period are given up on.
         case writeDeadlinePassed
-        /// A reload set this concurrency.
-        case reconfigured(concurrency: Int)
+        /// A reload set this concurrency and rate.
+        case reconfigured(concurrency: Int, rate: Double)
         /// New credentials arrived.
         case credentialsChanged
     }

@@ -36,11 +36,23 @@ enum Tuning {
     /// The concurrency beyond which claiming further ahead gains nothing.
     static let prefetchConcurrencyCap = 64
 
+    /// The most tasks claimed ahead of the free slots.
+    static let prefetchCap = 32
+
     /// Tasks claimed ahead of the free slots: half the concurrency, so that a freed slot starts
-    /// its next request at once and claims come in batches rather than a task at a time; at least
-    /// one; at most 32, since tasks claimed ahead are leased but unworked (a crash leaves them
-    /// waiting for their lease to run out) and a larger batch saves no more round trips.
-    static func prefetch(concurrency: Int) -> Int { max(1, min(concurrency, prefetchConcurrencyCap) / 2) }
+    /// its next request at once and claims come in batches rather than a task at a time, or
+    /// half a second's worth at `rate` if that is more, so that at a low concurrency each claim
+    /// still carries many tasks (at 50 requests/s and concurrency 16: 25 ahead, a claim every
+    /// 13 deletes instead of every 5; each claim is a write transaction). At least one; at most
+    /// 32, since tasks claimed ahead are leased but unworked (a crash leaves them waiting for
+    /// their lease to run out) and a larger batch saves no more round trips.
+    static func prefetch(concurrency: Int, rate: Double) -> Int {
+        let byConcurrency = min(max(concurrency, 0), prefetchConcurrencyCap) / 2
+        // Written so that NaN gives 0 and infinity the cap: the rate is validated, but this
+        // must not trap whatever it is given.
+        let byRate = rate > 0 ? Int(min(rate, Double(2 * prefetchCap)) / 2) : 0
+        return max(1, min(prefetchCap, max(byConcurrency, byRate)))
+    }
 
     /// A runner tells the work loop that few tasks are ready when this many are left: with every
     /// slot busy, the loop claims more once fewer than `prefetch / 2` wait, so this is the first

@@ -212,7 +212,7 @@ struct WorkLoopStateMachine: Sendable {
 
     init(options: CleanerOptions, dataVersion: Int) {
         self.init(configuration: Configuration(
-            prefetch: Tuning.prefetch(concurrency: options.concurrency), drain: options.drain,
+            prefetch: Tuning.prefetch(concurrency: options.concurrency, rate: options.maxRequestsPerSecond), drain: options.drain,
             idleTick: options.idleTick, shutdownGrace: options.shutdownGrace, writeGrace: options.outcomeWriteGrace),
                   state: State(dataVersion: dataVersion))
     }
