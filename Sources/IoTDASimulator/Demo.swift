@@ -105,7 +105,7 @@ public enum Demo {
         public var unfinished: Int { (counts[.pending] ?? 0) + (counts[.inProgress] ?? 0) }
 
         public var throughput: Double {
-            let seconds = elapsed.seconds
+            let seconds = elapsed.timeInterval
             return seconds > 0 ? Double(finished) / seconds : 0
         }
 
@@ -155,7 +155,7 @@ public enum Demo {
             lines.append(row("429s seen", String(tooManyRequests)))
             lines.append(row("5xx seen", String(serverErrors)))
             lines.append(row("throughput", TextFormat.fixed(throughput, places: 1), "tasks/s"))
-            lines.append(row("elapsed", TextFormat.fixed(elapsed.seconds, places: 2), "s"))
+            lines.append(row("elapsed", TextFormat.fixed(elapsed.timeInterval, places: 2), "s"))
             lines.append(row("signature failures", String(signatureFailures), signatureFailures == 0 ? "" : "(should be 0)"))
             lines.append("")
             lines.append("Database: \(databasePath)")
@@ -268,7 +268,7 @@ public enum Demo {
             let statistics = service.statistics
             samples.append((now, statistics.finished))
             while samples.count > 2, now - samples[1].at >= .seconds(2) { samples.removeFirst() }
-            let window = (now - samples[0].at).seconds
+            let window = (now - samples[0].at).timeInterval
             let rate = window > 0 ? Double(statistics.finished - samples[0].done) / window : 0
             progress(Progress(done: statistics.finished, total: total, inFlight: statistics.inFlight,
                               retries: statistics[.retry], perSecond: rate, elapsed: now - start))
@@ -334,18 +334,11 @@ public enum Demo {
     }
 
     static func seconds(_ duration: Duration) -> String {
-        TextFormat.fixed(duration.seconds, places: 2) + " s"
+        TextFormat.fixed(duration.timeInterval, places: 2) + " s"
     }
 
     static func percent(_ count: Int, of total: Int) -> String {
         guard total > 0 else { return "" }
         return TextFormat.padLeft(TextFormat.fixed(Double(count) * 100 / Double(total), places: 1), to: 5) + "%"
-    }
-}
-
-extension Duration {
-    fileprivate var seconds: Double {
-        let (whole, attoseconds) = components
-        return Double(whole) + Double(attoseconds) / 1e18
     }
 }

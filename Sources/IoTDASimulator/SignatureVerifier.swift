@@ -81,7 +81,7 @@ public enum SignatureVerifier {
             throw Failure("X-Sdk-Date is not of the form YYYYMMDDTHHMMSSZ")
         }
         let skew = abs(now.timeIntervalSince(stamp.date))
-        guard skew <= seconds(maxSkew) else {
+        guard skew <= maxSkew.timeInterval else {
             throw Failure("X-Sdk-Date \(dateText) is \(Int(skew)) s away from the server's clock")
         }
 
@@ -288,10 +288,6 @@ public enum SignatureVerifier {
         return bytes[(start + offset)..<(start + offset + trimmed.utf8.count)]
     }
 
-    private static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
 
     /// Compares without stopping at the first difference, so timing reveals nothing.
     private static func constantTimeEqual(_ expected: [UInt8], _ received: ArraySlice<UInt8>) -> Bool {

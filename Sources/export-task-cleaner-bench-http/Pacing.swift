@@ -1,3 +1,4 @@
+import ExportTaskCleaner
 import NIOCore
 
 /// Even spacing from a start a little ahead: slot `index` (from 1) is `index` intervals after it.
@@ -17,8 +18,5 @@ struct Pacing: Sendable {
     }
 
     /// Seconds from the start until now.
-    var elapsed: Double {
-        let (seconds, attoseconds) = (ContinuousClock.now - start).components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
+    var elapsed: Double { (ContinuousClock.now - start).timeInterval }
 }

@@ -44,7 +44,7 @@ struct BenchStoreCommand: ParsableCommand {
         }
         let summary = try store.enqueue(items, now: Date())
         items = []
-        let fillSeconds = (ContinuousClock.now - fillStart).seconds
+        let fillSeconds = (ContinuousClock.now - fillStart).timeInterval
         guard summary.queued == tasks else {
             throw CleanerError.runtime("bench-store: \(summary.queued) of \(tasks) tasks queued")
         }
@@ -72,14 +72,14 @@ struct BenchStoreCommand: ParsableCommand {
             let applied = try store.apply(transitions)
             finished += applied.filter { $0 }.count
         }
-        let seconds = (ContinuousClock.now - start).seconds
+        let seconds = (ContinuousClock.now - start).timeInterval
         let cpuSeconds = Self.processCPUSeconds() - cpuStart
         guard finished == tasks else {
             throw CleanerError.runtime("bench-store: finished \(finished) of \(tasks) tasks")
         }
         let rate = Double(finished) / seconds
         print("fill \(tasks) tasks: \(TextFormat.fixed(fillSeconds, places: 3)) s")
-        print("claim+finish \(finished) tasks in batches of \(batch): \(TextFormat.fixed(seconds, places: 3)) s, \(Int(rate.rounded())) tasks/s, \(TextFormat.fixed(cpuSeconds * 1e6 / Double(finished), places: 1)) µs CPU per task (claim \(TextFormat.fixed(claimTime.seconds / seconds * 100, places: 0)) % of the time)")
+        print("claim+finish \(finished) tasks in batches of \(batch): \(TextFormat.fixed(seconds, places: 3)) s, \(Int(rate.rounded())) tasks/s, \(TextFormat.fixed(cpuSeconds * 1e6 / Double(finished), places: 1)) µs CPU per task (claim \(TextFormat.fixed(claimTime.timeInterval / seconds * 100, places: 0)) % of the time)")
     }
 }
 
@@ -89,12 +89,5 @@ extension BenchStoreCommand {
         var spec = timespec()
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-    }
-}
-
-private extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -33,9 +33,6 @@ enum Tuning {
     /// tick) within `poll_interval`, or a second when that is longer.
     static func idleTick(pollInterval: Duration) -> Duration { min(pollInterval, longestIdleTick) }
 
-    /// The concurrency beyond which claiming further ahead gains nothing.
-    static let prefetchConcurrencyCap = 64
-
     /// The most tasks claimed ahead of the free slots.
     static let prefetchCap = 32
 
@@ -47,10 +44,10 @@ enum Tuning {
     /// 32, since tasks claimed ahead are leased but unworked (a crash leaves them waiting for
     /// their lease to run out) and a larger batch saves no more round trips.
     static func prefetch(concurrency: Int, rate: Double) -> Int {
-        let byConcurrency = min(max(concurrency, 0), prefetchConcurrencyCap) / 2
+        let byConcurrency = max(concurrency, 0) / 2
         // Written so that NaN gives 0 and infinity the cap: the rate is validated, but this
         // must not trap whatever it is given.
-        let byRate = rate > 0 ? Int(min(rate, Double(2 * prefetchCap)) / 2) : 0
+        let byRate = rate > 0 ? Int(min(rate / 2, Double(prefetchCap))) : 0
         return max(1, min(prefetchCap, max(byConcurrency, byRate)))
     }
 
