@@ -208,7 +208,7 @@ struct AuditTrailTests {
         let entered = EventLog<Int>()
         let first = Mutex(true)
         harness.store.beforeApply.withLock {
-            $0 = {
+            $0 = Callback {
                 let isFirst = first.withLock { value in
                     defer { value = false }
                     return value

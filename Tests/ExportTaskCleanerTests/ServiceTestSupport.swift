@@ -198,7 +198,7 @@ final class ObservedStore: WorkQueue {
     let failingRenewals = Mutex(false)
     /// Run at the start of each `apply`, on the thread that writes: a test can hold a write
     /// there (a slow store) or count them.
-    let beforeApply = Mutex<(@Sendable () -> Void)?>(nil)
+    let beforeApply = Mutex<Callback<Void>?>(nil)
 
     init(_ inner: SQLiteQueueStore) { self.inner = inner }
 
@@ -208,7 +208,7 @@ final class ObservedStore: WorkQueue {
         try inner.claim(limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
     }
     func apply(_ transitions: [TaskTransition]) throws -> [Bool] {
-        beforeApply.withLock { $0 }?()
+        beforeApply.withLock { $0 }?.call()
         let fail = failingWrites.withLock { remaining in
             defer { remaining = max(0, remaining - 1) }
             return remaining > 0

@@ -8,8 +8,9 @@ public final class MetricsSetup: Sendable {
     public let metrics: ServiceMetrics
     private let registry: PrometheusCollectorRegistry
     private let process: ProcessMetrics
-    /// The service's live figures, read at each scrape once the service exists.
-    private let collector = Mutex<(@Sendable () -> Void)?>(nil)
+    /// The service's live figures, read at each scrape once the service exists (in a
+    /// ``Callback``: a closure read out of a lock directly grows with every read).
+    private let collector = Mutex<Callback<Void>?>(nil)
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -22,12 +23,12 @@ public final class MetricsSetup: Sendable {
     /// ``setCollector(_:)`` was called, the service's live figures.
     public func serve(at address: ListenAddress, logger: Logger) async throws -> MetricsServer {
         return try await MetricsServer.start(host: address.host, port: address.port, registry: registry,
-                                             collect: { [self] in collector.withLock { $0 }?(); process.update() }, logger: logger)
+                                             collect: { [self] in collector.withLock { $0 }?.call(); process.update() }, logger: logger)
     }
 
     /// What a scrape calls first: the service's `collectMetrics`.
     public func setCollector(_ collect: @escaping @Sendable () -> Void) {
-        collector.withLock { $0 = collect }
+        collector.withLock { $0 = Callback(collect) }
     }
 
     /// The text a scrape gets, without a server (for tests).

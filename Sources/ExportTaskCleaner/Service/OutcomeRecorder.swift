@@ -43,8 +43,9 @@ final class OutcomeRecorder: Sendable {
     private let clock: any ServiceClock
     private let logger: Logger
     /// Whether more outcomes are expected soon (other runners hold tasks, the service is not
-    /// stopping): only then does a small batch wait for company. Set by the work loop.
-    private let moreExpected = Mutex<(@Sendable () -> Bool)?>(nil)
+    /// stopping): only then does a small batch wait for company. Set by the work loop; a
+    /// ``Callback``, since a closure read out of a lock directly grows with every read.
+    private let moreExpected = Mutex<Callback<Bool>?>(nil)
     /// Ends the group commit's wait early: enough outcomes, a stop, the end.
     private let flush = FlushSignal()
     private let state = Mutex(State())
@@ -67,7 +68,7 @@ final class OutcomeRecorder: Sendable {
 
     /// Tells the writer whether more outcomes are on their way (nil: never wait).
     func setMoreExpected(_ predicate: (@Sendable () -> Bool)?) {
-        moreExpected.withLock { $0 = predicate }
+        moreExpected.withLock { $0 = predicate.map(Callback.init) }
     }
 
     /// Queues `transition` for the next batch.
@@ -123,7 +124,7 @@ final class OutcomeRecorder: Sendable {
     private func gather() async {
         let (waiting, finishing, since) = state.withLock { ($0.pending.count, $0.deadline != nil, $0.oldestSubmitted) }
         guard !finishing, waiting > 0, waiting < Tuning.groupCommitEnough,
-              let moreExpected = moreExpected.withLock({ $0 }), moreExpected() else { return }
+              let moreExpected = moreExpected.withLock({ $0 }), moreExpected.call() else { return }
         // Counted from the oldest outcome's submission, and ended early by enough outcomes, a
         // stop or the end: no confirmed outcome waits longer than the bound.
         let left = groupCommitWait - (clock.instant() - (since ?? clock.instant()))
