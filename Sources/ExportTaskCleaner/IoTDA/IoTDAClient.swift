@@ -14,9 +14,9 @@ import Synchronization
 ///
 /// One shared AsyncHTTPClient `HTTPClient` (HTTP/1.1 keep-alive, up to `concurrency` connections,
 /// TLS verification on, redirects off). Each request is signed with the access key (or carries
-/// `X-Auth-Token`), and the response is reduced to a ``DeleteResult``. Whether the request was
-/// written before a failure decides ``Delivery``: the response delegate learns when the request
-/// head went out.
+/// `X-Auth-Token`), and the response is reduced to a ``DeleteResult``. A failure without a
+/// response is ``Delivery/notSent`` only where it proves the request never left
+/// (``FailedDelivery``); the response delegate learns when the request head went out.
 ///
 /// Safe to share across tasks. Call ``shutdown()`` once, when no request is in flight any more.
 public final class IoTDAClient: IoTDATransport, Sendable {
@@ -237,7 +237,7 @@ public final class IoTDAClient: IoTDATransport, Sendable {
                     classification: .rejected, delivery: .notSent,
                     errorMessage: "the HTTP client refused the request: \(error.shortDescription)", duration: duration)
             }
-            let delivery: Delivery = delegate.wasHeadSent ? .unknown : .notSent
+            let delivery = FailedDelivery.classify(error, headWritten: delegate.wasHeadSent)
             let message = describe(error)
             logger.trace(
                 "delete failed without a response",
