@@ -79,24 +79,24 @@ struct WorkLoopStateMachineTests {
     static let waking: [Row] = [
         Row(name: "idle: the tick comes when the next task is due",
             state: state(.settling) { $0.work = .idle(nextDue: t0.addingTimeInterval(0.25)) },
-            input: .answer(.settled(inFlight: 0, now: t0)),
+            input: .answer(.settled(now: t0)),
             actions: .init([.scheduleTick(after: .milliseconds(250))], then: .awaitEvent),
             changes: { $0.phase = .awaitingEvent; $0.ticking = true }),
         Row(name: "idle, the next task due later than a tick: the idle tick",
             state: state(.settling) { $0.work = .idle(nextDue: due) },
-            input: .answer(.settled(inFlight: 0, now: t0)),
+            input: .answer(.settled(now: t0)),
             actions: .init([.scheduleTick(after: .seconds(1))], then: .awaitEvent),
             changes: { $0.phase = .awaitingEvent; $0.ticking = true }),
         Row(name: "idle, the due time passed during the pass: a tick in 1 ms",
             state: state(.settling) { $0.work = .idle(nextDue: t0.addingTimeInterval(-1)) },
-            input: .answer(.settled(inFlight: 0, now: t0)),
+            input: .answer(.settled(now: t0)),
             actions: .init([.scheduleTick(after: .seconds(0.001))], then: .awaitEvent),
             changes: { $0.phase = .awaitingEvent; $0.ticking = true }),
-        Row(name: "a tick already coming: none scheduled; in flight published when it changed",
-            state: state(.settling) { $0.ticking = true; $0.reportedInFlight = 2 },
-            input: .answer(.settled(inFlight: 5, now: t0)),
-            actions: .init([.reportInFlight(5)], then: .awaitEvent),
-            changes: { $0.phase = .awaitingEvent; $0.reportedInFlight = 5 }),
+        Row(name: "a tick already coming: none scheduled",
+            state: state(.settling) { $0.ticking = true },
+            input: .answer(.settled(now: t0)),
+            actions: .init([], then: .awaitEvent),
+            changes: { $0.phase = .awaitingEvent }),
         Row(name: "a known due time that has come means work, without polling",
             state: state(.awaitingEvent) { $0.work = .idle(nextDue: t0); $0.ticking = true },
             input: .event(.slotFreed), actions: .init(then: .measureSlots),
@@ -148,7 +148,7 @@ struct WorkLoopStateMachineTests {
     ] + [(1, 200), (2, 400), (3, 800), (5, 3_200), (6, 5_000), (30, 5_000)].map { failures, milliseconds in
         Row(name: "after \(failures) failed claims the next tick is \(milliseconds) ms away",
             state: state(.settling) { $0.storeFailures = failures; $0.work = .idle(nextDue: t0) },
-            input: .answer(.settled(inFlight: 0, now: t0)),
+            input: .answer(.settled(now: t0)),
             actions: .init([.scheduleTick(after: .milliseconds(milliseconds))], then: .awaitEvent),
             changes: { $0.phase = .awaitingEvent; $0.ticking = true })
     } + [
@@ -174,8 +174,8 @@ struct WorkLoopStateMachineTests {
             changes: { $0.held = 0; $0.lifecycle = .finished(.databaseCorrupt) }),
         Row(name: "stopping: no tick is scheduled",
             state: state(.settling) { $0.lifecycle = .stopping(.stopped); $0.held = 1 },
-            input: .answer(.settled(inFlight: 1, now: t0)), actions: .init([.reportInFlight(1)], then: .awaitEvent),
-            changes: { $0.phase = .awaitingEvent; $0.reportedInFlight = 1 }),
+            input: .answer(.settled(now: t0)), actions: .init([], then: .awaitEvent),
+            changes: { $0.phase = .awaitingEvent }),
     ]
 
     static let shutdown: [Row] = [
@@ -313,8 +313,8 @@ struct WorkLoopStateMachineTests {
         #expect(machine.on(.started, now: Self.t0, credentialsPaused: false) == .init(then: .measureSlots))
         #expect(machine.on(.slotsFree(free: 1, verified: false, waiting: 0)) == .init(then: .claim(limit: 1, now: Self.t0)))
         #expect(machine.on(.claimed(tasks: 1, shortfall: nil)) == .init([.startRunners(1)], then: .settle))
-        #expect(machine.on(.settled(inFlight: 1, now: Self.t0))
-            == .init([.reportInFlight(1), .scheduleTick(after: .seconds(1))], then: .awaitEvent))
+        #expect(machine.on(.settled(now: Self.t0))
+            == .init([.scheduleTick(after: .seconds(1))], then: .awaitEvent))
         #expect(machine.on(.committed(count: 1, dueAgain: nil), now: t1, credentialsPaused: false) == .init(then: .measureSlots))
         #expect(machine.on(.slotsFree(free: 8, verified: true, waiting: 0)) == .init(then: .claim(limit: 12, now: t1)))
         #expect(machine.on(.claimed(tasks: 0, shortfall: .init(nextDue: nil, dataVersion: 1)))
@@ -333,7 +333,7 @@ struct WorkLoopStateMachineTests {
             #expect(machine.on(event, now: Self.t0, credentialsPaused: false) == .init(then: .measureSlots))
             #expect(machine.on(.slotsFree(free: 1, verified: true, waiting: 0)) == .init(then: .claim(limit: 5, now: Self.t0)))
             #expect(machine.on(.claimFailed(corrupt: false)) == .init([.startRunners(1)], then: .settle))
-            let settled = machine.on(.settled(inFlight: 0, now: Self.t0))
+            let settled = machine.on(.settled(now: Self.t0))
             for case .scheduleTick(let after) in settled.effects { ticks.append(after) }
             event = .tick
         }
@@ -342,6 +342,6 @@ struct WorkLoopStateMachineTests {
         _ = machine.on(.slotsFree(free: 1, verified: true, waiting: 0))
         #expect(machine.on(.claimed(tasks: 5, shortfall: nil)) == .init([.startRunners(1)], then: .settle))
         #expect(machine.state.storeFailures == 0)
-        #expect(machine.on(.settled(inFlight: 1, now: Self.t0)) == .init([.reportInFlight(1), .scheduleTick(after: .seconds(1))], then: .awaitEvent))
+        #expect(machine.on(.settled(now: Self.t0)) == .init([.scheduleTick(after: .seconds(1))], then: .awaitEvent))
     }
 }

@@ -69,17 +69,19 @@ extension CleanerService {
     /// Waits for this request's start slot. Returns why it must not be sent, or nil to send.
     private func waitForStart() async -> String? {
         guard !isStopping else { return "shutting down" }
-        guard case .start(let slot) = traffic.permit(now: clock.instant()) else { return pausedReason }
+        guard case .start(let slot, var schedule) = traffic.permit(now: clock.instant()) else { return pausedReason }
         var wakeAt = slot
         while true {
-            // Sleep in short steps so a shutdown does not wait for a far-off slot.
+            // Sleep in short steps so that a shutdown, or a new rate that voids this slot (a
+            // reload), does not wait for a far-off slot (README, "How it works").
             while clock.instant() < wakeAt {
                 let step = min(wakeAt - clock.instant(), Tuning.runnerWakeStep)
                 do { try await clock.sleep(for: step) } catch { return "cancelled" }
                 if isStopping { return "shutting down" }
+                if traffic.schedule != schedule { break }
             }
             if traffic.snapshot.circuit.holdsRequests { return pausedReason }
-            guard let later = traffic.start(now: clock.instant()) else { return nil }
+            guard let later = traffic.start(now: clock.instant(), schedule: &schedule) else { return nil }
             wakeAt = later
         }
     }

@@ -10,14 +10,28 @@ extension CleanerService {
     /// Every decision is `WorkLoopStateMachine`'s: this loop feeds it each event with the time,
     /// performs the effects it returns, answers its requests (reading the store, the traffic
     /// limits, the clock), and awaits the next event when it says so.
+    ///
+    /// Two task groups: the runners in one, which the grace period's end cancels, and the
+    /// shutdown watcher and the machine's timers in the other, which only the loop's end
+    /// cancels. A cancelled runner never fires a deadline (README, "Behaviour under failures").
     func workLoop(events: AsyncStream<LoopEvent>, sink: AsyncStream<LoopEvent>.Continuation) async -> RunOutcome {
-        await withDiscardingTaskGroup(returning: RunOutcome.self) { group in
-            group.addTask {
+        await withDiscardingTaskGroup(returning: RunOutcome.self) { timers in
+            timers.addTask {
                 // Throws only when the loop is over (cancelled): nothing to report then.
                 guard (try? await gracefulShutdown()) != nil else { return }
                 self.shared.withLock { $0.shutdownPending = true }
                 sink.yield(.shutdownRequested(at: self.clock.now()))
             }
+            let outcome = await withDiscardingTaskGroup(returning: RunOutcome.self) { runners in
+                await workLoop(events: events, sink: sink, runners: &runners, timers: &timers)
+            }
+            timers.cancelAll()
+            return outcome
+        }
+    }
+
+    private func workLoop(events: AsyncStream<LoopEvent>, sink: AsyncStream<LoopEvent>.Continuation,
+                          runners: inout DiscardingTaskGroup, timers: inout DiscardingTaskGroup) async -> RunOutcome {
             var iterator = events.makeAsyncIterator()
             let ready = ReadyTasks()
             // Another runner holds a task: its outcome follows soon, and may share a transaction.
@@ -34,7 +48,8 @@ extension CleanerService {
                 var actions = machine.on(event, now: clock.now(), credentialsPaused: traffic.snapshot.circuit.isOpen)
                 pass: while true {
                     for effect in actions.effects {
-                        perform(effect, ready: ready, prefetch: machine.configuration.prefetch, group: &group, sink: sink)
+                        perform(effect, ready: ready, prefetch: machine.configuration.prefetch,
+                                runners: &runners, timers: &timers, sink: sink)
                     }
                     switch actions.then {
                     case .awaitEvent:
@@ -57,7 +72,7 @@ extension CleanerService {
                         let unfinished = try? await database.run { try $0.hasUnfinishedTasks() }
                         actions = machine.on(.drainChecked(unfinished: unfinished))
                     case .settle:
-                        actions = machine.on(.settled(inFlight: ready.inFlight, now: clock.now()))
+                        actions = machine.on(.settled(now: clock.now()))
                     }
                 }
                 // nil only when the service is cancelled outright.
@@ -76,14 +91,13 @@ extension CleanerService {
                 case .credentialsChanged: .credentialsChanged
                 }
             }
-            shared.withLock { $0.statistics.inFlight = 0 }
-            group.cancelAll()
+            runners.cancelAll()
             return machine.outcome
-        }
     }
 
     private func perform(_ effect: WorkLoopStateMachine.Effect, ready: ReadyTasks, prefetch: Int,
-                         group: inout DiscardingTaskGroup, sink: AsyncStream<LoopEvent>.Continuation) {
+                         runners: inout DiscardingTaskGroup, timers: inout DiscardingTaskGroup,
+                         sink: AsyncStream<LoopEvent>.Continuation) {
         switch effect {
         case .markCountsDirty:
             markCountsDirty()
@@ -94,30 +108,28 @@ extension CleanerService {
         case .startRunners(let slots):
             for _ in 0..<slots {
                 guard let first = ready.startRunner() else { break }
-                group.addTask { await self.runner(first, ready: ready, prefetch: prefetch, events: sink) }
+                runners.addTask { await self.runner(first, ready: ready, prefetch: prefetch, events: sink) }
             }
-        case .reportInFlight(let inFlight):
-            shared.withLock { $0.statistics.inFlight = inFlight }
         case .scheduleTick(let wait):
-            group.addTask { [clock] in
-                try? await clock.sleep(for: wait)
-                sink.yield(.tick)
-            }
+            schedule(.tick, after: wait, in: &timers, sink: sink)
         case .scheduleGraceExpiry(let grace):
-            group.addTask { [clock] in
-                try? await clock.sleep(for: grace)
-                sink.yield(.graceExpired)
-            }
+            schedule(.graceExpired, after: grace, in: &timers, sink: sink)
         case .scheduleWriteDeadline(let wait):
-            group.addTask { [clock] in
-                try? await clock.sleep(for: wait)
-                sink.yield(.writeDeadlinePassed)
-            }
+            schedule(.writeDeadlinePassed, after: wait, in: &timers, sink: sink)
         case .abandonUnwritten(let held):
             logger.error("outcomes still not written after the shutdown grace period; giving up", metadata: ["tasks": "\(held)"])
         case .cancelRequestsInFlight(let inFlight):
             logger.warning("shutdown grace expired; cancelling requests in flight", metadata: ["in_flight": "\(inFlight)"])
-            group.cancelAll()
+            runners.cancelAll()
+        }
+    }
+
+    /// Sends `event` after `wait`; a timer cancelled (the loop is over) sends nothing.
+    private func schedule(_ event: LoopEvent, after wait: Duration, in timers: inout DiscardingTaskGroup,
+                          sink: AsyncStream<LoopEvent>.Continuation) {
+        timers.addTask { [clock] in
+            guard (try? await clock.sleep(for: wait)) != nil else { return }
+            sink.yield(event)
         }
     }
 

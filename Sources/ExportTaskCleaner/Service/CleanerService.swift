@@ -96,7 +96,11 @@ public final class CleanerService: Service, Sendable {
 
     /// What the service has done so far.
     public var statistics: CleanerStatistics {
-        shared.withLock { $0.statistics }
+        var statistics = shared.withLock { $0.statistics }
+        // One definition of in flight for `status`, `STATUS=`, the log and the metrics:
+        // requests on the wire, not tasks that runners hold (README, "Metrics").
+        statistics.inFlight = requestsInFlight.load(ordering: .relaxed)
+        return statistics
     }
 
     /// How the last `run()` ended.

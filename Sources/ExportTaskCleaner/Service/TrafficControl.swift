@@ -11,8 +11,8 @@ final class TrafficControl: Sendable {
     }
 
     enum Permit: Equatable {
-        /// Start at this instant (now or later).
-        case start(at: ContinuousClock.Instant)
+        /// Start at this instant (now or later), a slot of the pacer's `schedule`.
+        case start(at: ContinuousClock.Instant, schedule: Int)
         /// Credentials are being refused: do not send.
         case paused
     }
@@ -45,11 +45,25 @@ final class TrafficControl: Sendable {
     }
 
     /// Records a start at `now`, or returns a later instant to try again at: the pacer's slots
-    /// are exact, but a task that wakes late must not start inside a window that is full.
-    func start(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+    /// are exact, but a task that wakes late must not start inside a window that is full. A
+    /// slot of an older `schedule` (the rate changed since it was reserved) is void: a new one
+    /// is reserved, and `schedule` updated.
+    func start(now: ContinuousClock.Instant, schedule: inout Int) -> ContinuousClock.Instant? {
         state.withLock { state in
-            state.starts.admit(now: now, limit: max(1, Int(state.limits.rate)))
+            if schedule != state.pacer.schedule {
+                schedule = state.pacer.schedule
+                let slot = state.pacer.reserve(now: now)
+                if slot > now { return slot }
+            }
+            if let later = state.starts.admit(now: now, limit: max(1, Int(state.limits.rate))) { return later }
+            state.pacer.started(at: now)
+            return nil
         }
+    }
+
+    /// The pacer's schedule: a slot reserved under another is void (``start(now:schedule:)``).
+    var schedule: Int {
+        state.withLock { $0.pacer.schedule }
     }
 
     /// How many more requests may start now, with `inFlight` already running, and whether the
@@ -72,7 +86,7 @@ final class TrafficControl: Sendable {
     /// Reserves a start time for one request, unless credentials are refused or expired.
     func permit(now: ContinuousClock.Instant) -> Permit {
         state.withLock { state in
-            state.circuit.state.holdsRequests ? .paused : .start(at: state.pacer.reserve(now: now))
+            state.circuit.state.holdsRequests ? .paused : .start(at: state.pacer.reserve(now: now), schedule: state.pacer.schedule)
         }
     }
 

@@ -17,7 +17,7 @@ import FoundationEssentials
 /// 4. While draining, with nothing held, no work known and no failing store, ask the store
 ///    whether anything is unfinished; if not, the service has drained.
 /// 5. Stopping and nothing held (every claimed task's outcome written): finish. Otherwise
-///    report the requests in flight, make sure a tick is coming, and await the next event.
+///    make sure a tick is coming, and await the next event.
 ///
 /// A shutdown request sets two deadlines: at the end of the grace period the requests in
 /// flight are cancelled; `Tuning.outcomeWriteGrace` later, outcomes that still cannot be
@@ -89,8 +89,8 @@ struct WorkLoopStateMachine: Sendable {
         case claimFailed(corrupt: Bool)
         /// To `.checkDrained`: whether the store still has unfinished tasks; nil when it could not say.
         case drainChecked(unfinished: Bool?)
-        /// To `.settle`: the requests in flight, and the time.
-        case settled(inFlight: Int, now: Date)
+        /// To `.settle`: the time.
+        case settled(now: Date)
     }
 
     // MARK: Outputs
@@ -109,8 +109,6 @@ struct WorkLoopStateMachine: Sendable {
         case stop(StopReason)
         /// Start up to this many runners, one per ready task.
         case startRunners(Int)
-        /// Publish the number of requests in flight.
-        case reportInFlight(Int)
         /// Send `.tick` after this long.
         case scheduleTick(after: Duration)
         /// Send `.graceExpired` after this long.
@@ -198,8 +196,6 @@ struct WorkLoopStateMachine: Sendable {
         /// database blocks for SQLite's busy timeout, and the other events (answers, freed
         /// slots) would otherwise each try one more, holding up a shutdown request behind them.
         var claimBackingOff = false
-        /// The requests in flight last published.
-        var reportedInFlight = 0
     }
 
     private(set) var configuration: Configuration
@@ -327,12 +323,8 @@ struct WorkLoopStateMachine: Sendable {
             state.lifecycle = .finished(.drained)
             return enter(.awaitingEvent, [], then: .finish(.drained))
 
-        case (.settling, .settled(let inFlight, let now)):
+        case (.settling, .settled(let now)):
             var effects: [Effect] = []
-            if inFlight != state.reportedInFlight {
-                state.reportedInFlight = inFlight
-                effects.append(.reportInFlight(inFlight))
-            }
             if !state.ticking, isRunning {
                 state.ticking = true
                 effects.append(.scheduleTick(after: tickDelay(now: now)))
