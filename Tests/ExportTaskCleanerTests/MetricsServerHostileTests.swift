@@ -55,7 +55,9 @@ struct MetricsServerHostileTests {
         let setup = MetricsSetup()
         let renders = RenderCount()
         setup.setCollector { renders.value.add(1, ordering: .relaxed) }
-        let server = try await setup.serve(at: ListenAddress(host: "127.0.0.1", port: 0), logger: quietLogger())
+        // Every request renders: the budget alone bounds the renders here.
+        let server = try await setup.serve(at: ListenAddress(host: "127.0.0.1", port: 0), limits: MetricsServer.Limits(renderReuse: .zero),
+                                           logger: quietLogger())
         let port = try #require(server.address.port)
         do {
             let attacker = try await RawClient.connect(port: port, reading: false)
@@ -72,6 +74,23 @@ struct MetricsServerHostileTests {
             throw error
         }
         await server.shutdown()
+    }
+
+    @Test("a render serves the scrapes that follow within renderReuse (100 ms), on any connection")
+    func rendersReused() async throws {
+        let setup = MetricsSetup()
+        let renders = RenderCount()
+        setup.setCollector { renders.value.add(1, ordering: .relaxed) }
+        let server = try await setup.serve(at: ListenAddress(host: "127.0.0.1", port: 0), limits: MetricsServer.Limits(renderReuse: .seconds(600)),
+                                           logger: quietLogger())
+        let port = try #require(server.address.port)
+        var answers: [String] = []
+        for _ in 0..<3 {
+            answers.append(try await RawClient.fetch(port: port, request: "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+        }
+        await server.shutdown()
+        #expect(answers.allSatisfy { $0.hasPrefix("HTTP/1.1 200 OK\r\n") && $0 == answers[0] })
+        #expect(renders.value.load(ordering: .relaxed) == 1)
     }
 
     @Test("a connection's budget: a burst of 16 requests, then one a second")

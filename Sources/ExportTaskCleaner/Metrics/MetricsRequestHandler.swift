@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHTTP1
-import Prometheus
 
 /// One connection's requests to the metrics endpoint: collects a request, then answers it
 /// (README, "Metrics").
@@ -13,18 +12,15 @@ final class MetricsRequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let registry: PrometheusCollectorRegistry
-    private let collect: @Sendable () -> Void
+    private let renders: MetricsRenderCache
     private let limits: MetricsServer.Limits
     private var head: HTTPRequestHead?
     private var bodyBytes = 0
-    private var buffer: [UInt8] = []
     /// Closes the connection when the next request is not complete in time.
     private var deadline: Scheduled<Void>?
 
-    init(registry: PrometheusCollectorRegistry, collect: @escaping @Sendable () -> Void, limits: MetricsServer.Limits) {
-        self.registry = registry
-        self.collect = collect
+    init(renders: MetricsRenderCache, limits: MetricsServer.Limits) {
+        self.renders = renders
         self.limits = limits
     }
 
@@ -82,10 +78,7 @@ final class MetricsRequestHandler: ChannelInboundHandler {
             headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         } else {
             status = .ok
-            collect()
-            buffer.removeAll(keepingCapacity: true)
-            registry.emit(into: &buffer)
-            body = ByteBuffer(bytes: buffer)
+            body = renders.body()
             headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
         }
         headers.add(name: "Content-Length", value: String(body.readableBytes))

@@ -17,8 +17,9 @@ import Synchronization
 /// Any other path is 404, any other method 405. The limits (``Limits``) are the README's: a
 /// thread of its own, so that no client of the endpoint can hold up the IoTDA client's event
 /// loops; a whole request (head and body) within 10 s; a budget of requests per connection, so
-/// that pipelined requests cannot pile up renders; and bounded bodies, buffers and connections. A scrape reads the service's figures under short locks and
-/// renders the registry on the endpoint's own loop.
+/// that pipelined requests cannot pile up renders; and bounded bodies, buffers and connections.
+/// A scrape reads the service's figures under short locks and renders the registry on the
+/// endpoint's own loop, at most once each 100 ms.
 public final class MetricsServer: Service, Sendable {
     /// The requests a connection may make, and the connections there may be (README, "Metrics").
     struct Limits: Sendable {
@@ -31,6 +32,8 @@ public final class MetricsServer: Service, Sendable {
         /// one beyond closes it (``MetricsRequestBudget``).
         var requestBurst = 16
         var requestInterval: TimeAmount = .seconds(1)
+        /// How long a render of the registry serves later scrapes (``MetricsRenderCache``).
+        var renderReuse: TimeAmount = .milliseconds(100)
 
         static let standard = Limits()
     }
@@ -55,6 +58,7 @@ public final class MetricsServer: Service, Sendable {
                       collect: @escaping @Sendable () -> Void, limits: Limits, logger: Logger) async throws -> MetricsServer {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let connections = Connections(limit: limits.maxConnections)
+        let renders = MetricsRenderCache(registry: registry, collect: collect, reuse: limits.renderReuse)
         let channel: any Channel
         do {
             channel = try await ServerBootstrap(group: group)
@@ -66,7 +70,7 @@ public final class MetricsServer: Service, Sendable {
                             channel.close(promise: nil)
                             return
                         }
-                        try Self.configure(channel.pipeline.syncOperations, registry: registry, collect: collect, limits: limits)
+                        try Self.configure(channel.pipeline.syncOperations, renders: renders, limits: limits)
                     }
                 }
                 .bind(host: host, port: port)
@@ -90,14 +94,14 @@ public final class MetricsServer: Service, Sendable {
     /// A connection's handlers, socket side first: reading stops while the answers are not
     /// written (``BackPressureHandler``); NIO's HTTP/1, whose pipelining handler passes on one
     /// request at a time; before it, the connection's budget of requests; last, the answers.
-    private static func configure(_ pipeline: ChannelPipeline.SynchronousOperations, registry: PrometheusCollectorRegistry,
-                                  collect: @escaping @Sendable () -> Void, limits: Limits) throws {
+    private static func configure(_ pipeline: ChannelPipeline.SynchronousOperations, renders: MetricsRenderCache,
+                                  limits: Limits) throws {
         try pipeline.addHandler(BackPressureHandler())
         try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
         let pipelining = try pipeline.handler(type: HTTPServerPipelineHandler.self)
         try pipeline.addHandler(MetricsRequestBudget(burst: limits.requestBurst, interval: limits.requestInterval),
                                 position: .before(pipelining))
-        try pipeline.addHandler(MetricsRequestHandler(registry: registry, collect: collect, limits: limits))
+        try pipeline.addHandler(MetricsRequestHandler(renders: renders, limits: limits))
     }
 
     private init(address: SocketAddress, group: MultiThreadedEventLoopGroup, channel: any Channel, connections: Connections) {
