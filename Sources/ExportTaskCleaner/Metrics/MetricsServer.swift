@@ -12,32 +12,56 @@ import ServiceLifecycle
 import Synchronization
 
 /// Serves `GET /metrics` in Prometheus' text format on `metrics.listen` (README, "Metrics"),
-/// with SwiftNIO's HTTP/1 on the service's event loops.
+/// with SwiftNIO's HTTP/1 on an event loop of its own.
 ///
-/// Any other path is 404, any other method 405. Requests are small and bounded: a connection
-/// is closed when its next request head is not complete within 10 s, when a body goes beyond
-/// 16 KiB, when it does not read its answers (the socket's buffer full), and beyond 32
-/// connections at once. A scrape reads the service's figures under short locks and renders the
-/// registry on the event loop: a slow scraper holds up nothing but its own connection.
+/// Any other path is 404, any other method 405. The limits (``Limits``) are the README's: a
+/// thread of its own, so that no client of the endpoint can hold up the IoTDA client's event
+/// loops; a whole request (head and body) within 10 s; a budget of requests per connection, so
+/// that pipelined requests cannot pile up renders; and bounded bodies, buffers and connections.
+/// A scrape reads the service's figures under short locks and renders the registry on the
+/// endpoint's own loop, at most once each 100 ms.
 public final class MetricsServer: Service, Sendable {
+    /// The requests a connection may make, and the connections there may be (README, "Metrics").
+    struct Limits: Sendable {
+        /// The longest a whole request (head and body to its end) may take: from the
+        /// connection's start or the last answer. Also the longest an idle connection is kept.
+        var requestTimeout: TimeAmount = .seconds(10)
+        var maxBodyBytes = 16 * 1024
+        var maxConnections = 32
+        /// A connection's requests: a burst of `requestBurst`, then one each `requestInterval`;
+        /// one beyond closes it (``MetricsRequestBudget``).
+        var requestBurst = 16
+        var requestInterval: TimeAmount = .seconds(1)
+        /// How long a render of the registry serves later scrapes (``MetricsRenderCache``).
+        var renderReuse: TimeAmount = .milliseconds(100)
+
+        static let standard = Limits()
+    }
+
     /// The address listened on (the port chosen, when 0 was asked for).
     public let address: SocketAddress
+    /// The endpoint's own thread: never `MultiThreadedEventLoopGroup.singleton`, which the
+    /// IoTDA client runs on.
+    let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
     private let connections: Connections
-
-    static let maxBodyBytes = 16 * 1024
-    /// The longest wait for a request head: from the connection's start or the last answer.
-    static let requestTimeout: TimeAmount = .seconds(10)
-    static let maxConnections = 32
+    private let stopped = Mutex(false)
 
     /// Listens on `host:port`. An address that cannot be had (in use, not on this host) is a
     /// configuration error: `run` exits 2 naming it.
     public static func start(host: String, port: Int, registry: PrometheusCollectorRegistry,
                              collect: @escaping @Sendable () -> Void, logger: Logger) async throws -> MetricsServer {
-        let connections = Connections()
+        try await start(host: host, port: port, registry: registry, collect: collect, limits: .standard, logger: logger)
+    }
+
+    static func start(host: String, port: Int, registry: PrometheusCollectorRegistry,
+                      collect: @escaping @Sendable () -> Void, limits: Limits, logger: Logger) async throws -> MetricsServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let connections = Connections(limit: limits.maxConnections)
+        let renders = MetricsRenderCache(registry: registry, collect: collect, reuse: limits.renderReuse)
         let channel: any Channel
         do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 64)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
@@ -46,27 +70,43 @@ public final class MetricsServer: Service, Sendable {
                             channel.close(promise: nil)
                             return
                         }
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(MetricsRequestHandler(registry: registry, collect: collect))
+                        try Self.configure(channel.pipeline.syncOperations, renders: renders, limits: limits)
                     }
                 }
                 .bind(host: host, port: port)
                 .get()
-        } catch let error as IOError {
-            throw CleanerError.configuration("metrics.listen \(ListenAddress(host: host, port: port)): cannot listen there: \(String(cString: strerror(error.errnoCode)))")
         } catch {
+            try? await group.shutdownGracefully()
+            if let error = error as? IOError {
+                throw CleanerError.configuration("metrics.listen \(ListenAddress(host: host, port: port)): cannot listen there: \(String(cString: strerror(error.errnoCode)))")
+            }
             throw CleanerError.configuration("metrics.listen \(ListenAddress(host: host, port: port)): cannot listen there (\(TransportErrorDescription.describe(error)))")
         }
         guard let address = channel.localAddress else {
             try? await channel.close()
+            try? await group.shutdownGracefully()
             throw CleanerError.runtime("the metrics endpoint could not determine its address")
         }
         logger.info("metrics endpoint listening", metadata: ["address": "\(address)", "path": "/metrics"])
-        return MetricsServer(address: address, channel: channel, connections: connections)
+        return MetricsServer(address: address, group: group, channel: channel, connections: connections)
     }
 
-    private init(address: SocketAddress, channel: any Channel, connections: Connections) {
+    /// A connection's handlers, socket side first: reading stops while the answers are not
+    /// written (``BackPressureHandler``); NIO's HTTP/1, whose pipelining handler passes on one
+    /// request at a time; before it, the connection's budget of requests; last, the answers.
+    private static func configure(_ pipeline: ChannelPipeline.SynchronousOperations, renders: MetricsRenderCache,
+                                  limits: Limits) throws {
+        try pipeline.addHandler(BackPressureHandler())
+        try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+        let pipelining = try pipeline.handler(type: HTTPServerPipelineHandler.self)
+        try pipeline.addHandler(MetricsRequestBudget(burst: limits.requestBurst, interval: limits.requestInterval),
+                                position: .before(pipelining))
+        try pipeline.addHandler(MetricsRequestHandler(renders: renders, limits: limits))
+    }
+
+    private init(address: SocketAddress, group: MultiThreadedEventLoopGroup, channel: any Channel, connections: Connections) {
         self.address = address
+        self.group = group
         self.channel = channel
         self.connections = connections
     }
@@ -77,21 +117,34 @@ public final class MetricsServer: Service, Sendable {
         await shutdown()
     }
 
-    /// Closes the listening socket and every connection now.
+    /// Closes the listening socket and every connection now, then stops the endpoint's thread.
+    /// Once only: later calls return at once. Called from a task, never from the loop itself
+    /// (an event loop cannot wait for its own end).
     public func shutdown() async {
+        let first = stopped.withLock { stopped in
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return }
         try? await channel.close()
         for connection in connections.all { try? await connection.close() }
+        try? await group.shutdownGracefully()
     }
 
     /// The open connections: counted for the cap, and closed at shutdown.
     final class Connections: Sendable {
+        private let limit: Int
         private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+        init(limit: Int) {
+            self.limit = limit
+        }
 
         /// Registers `channel`; false when the cap is reached (the caller closes it).
         func add(_ channel: any Channel) -> Bool {
             let key = ObjectIdentifier(channel)
             let added = channels.withLock { channels in
-                guard channels.count < MetricsServer.maxConnections else { return false }
+                guard channels.count < limit else { return false }
                 channels[key] = channel
                 return true
             }
@@ -102,103 +155,5 @@ public final class MetricsServer: Service, Sendable {
         }
 
         var all: [any Channel] { channels.withLock { Array($0.values) } }
-    }
-}
-
-/// One connection's requests: collects a request, then answers it.
-final class MetricsRequestHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let registry: PrometheusCollectorRegistry
-    private let collect: @Sendable () -> Void
-    private var head: HTTPRequestHead?
-    private var bodyBytes = 0
-    private var buffer: [UInt8] = []
-    /// Closes the connection when the next request head is not complete in time.
-    private var deadline: Scheduled<Void>?
-
-    init(registry: PrometheusCollectorRegistry, collect: @escaping @Sendable () -> Void) {
-        self.registry = registry
-        self.collect = collect
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        armDeadline(context: context)
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        deadline?.cancel()
-    }
-
-    private func armDeadline(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: MetricsServer.requestTimeout) {
-            loopBound.value.close(promise: nil)
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            deadline?.cancel()
-            self.head = head
-            bodyBytes = 0
-        case .body(let part):
-            bodyBytes += part.readableBytes
-            if bodyBytes > MetricsServer.maxBodyBytes { context.close(promise: nil) }
-        case .end:
-            guard let head else { return }
-            self.head = nil
-            respond(to: head, context: context)
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
-    }
-
-    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        var headers = HTTPHeaders()
-        let status: HTTPResponseStatus
-        var body = ByteBuffer()
-        if path != "/metrics" {
-            status = .notFound
-            body = ByteBuffer(string: "not found; the metrics are at /metrics\n")
-            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        } else if head.method != .GET, head.method != .HEAD {
-            status = .methodNotAllowed
-            headers.add(name: "Allow", value: "GET, HEAD")
-            body = ByteBuffer(string: "only GET and HEAD\n")
-            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        } else {
-            status = .ok
-            collect()
-            buffer.removeAll(keepingCapacity: true)
-            registry.emit(into: &buffer)
-            body = ByteBuffer(bytes: buffer)
-            headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
-        }
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
-        let keepAlive = head.isKeepAlive
-        if !keepAlive {
-            headers.add(name: "Connection", value: "close")
-        } else if head.version == .http1_0 {
-            headers.add(name: "Connection", value: "keep-alive")
-        }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !context.channel.isWritable {
-            // A client that does not read its answers gets no more: nothing piles up for it.
-            context.close(promise: nil)
-        } else if !keepAlive {
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            written.whenComplete { _ in loopBound.value.close(promise: nil) }
-        } else {
-            armDeadline(context: context)
-        }
     }
 }

@@ -22,8 +22,14 @@ public final class MetricsSetup: Sendable {
     /// address in use stops `run` at once. Each scrape reads the process metrics and, once
     /// ``setCollector(_:)`` was called, the service's live figures.
     public func serve(at address: ListenAddress, logger: Logger) async throws -> MetricsServer {
-        return try await MetricsServer.start(host: address.host, port: address.port, registry: registry,
-                                             collect: { [self] in collector.withLock { $0 }?.call(); process.update() }, logger: logger)
+        try await serve(at: address, limits: .standard, logger: logger)
+    }
+
+    /// ``serve(at:logger:)`` with other limits (tests: a short request timeout).
+    func serve(at address: ListenAddress, limits: MetricsServer.Limits, logger: Logger) async throws -> MetricsServer {
+        try await MetricsServer.start(host: address.host, port: address.port, registry: registry,
+                                      collect: { [self] in collector.withLock { $0 }?.call(); process.update() },
+                                      limits: limits, logger: logger)
     }
 
     /// What a scrape calls first: the service's `collectMetrics`.
