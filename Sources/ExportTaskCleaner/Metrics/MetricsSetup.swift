@@ -28,8 +28,15 @@ public final class MetricsSetup: Sendable {
     /// ``serve(at:logger:)`` with other limits (tests: a short request timeout).
     func serve(at address: ListenAddress, limits: MetricsServer.Limits, logger: Logger) async throws -> MetricsServer {
         try await MetricsServer.start(host: address.host, port: address.port, registry: registry,
-                                      collect: { [self] in collector.withLock { $0 }?.call(); process.update() },
+                                      collect: { [self] in collect() },
                                       limits: limits, logger: logger)
+    }
+
+    /// What each scrape does before rendering: the service's live figures (once the service
+    /// exists), then the process metrics.
+    func collect() {
+        collector.withLock { $0 }?.call()
+        process.update()
     }
 
     /// What a scrape calls first: the service's `collectMetrics`.

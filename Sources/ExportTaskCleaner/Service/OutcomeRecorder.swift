@@ -71,6 +71,11 @@ final class OutcomeRecorder: Sendable {
         moreExpected.withLock { $0 = predicate.map(Callback.init) }
     }
 
+    /// Whether more outcomes are on their way: what each gather asks.
+    func moreOutcomesExpected() -> Bool {
+        moreExpected.withLock { $0 }?.call() ?? false
+    }
+
     /// Queues `transition` for the next batch.
     func submit(_ transition: TaskTransition) {
         submit(contentsOf: [transition])
@@ -123,8 +128,7 @@ final class OutcomeRecorder: Sendable {
     /// the service stops (`moreExpected` says no), nor when enough are waiting.
     private func gather() async {
         let (waiting, finishing, since) = state.withLock { ($0.pending.count, $0.deadline != nil, $0.oldestSubmitted) }
-        guard !finishing, waiting > 0, waiting < Tuning.groupCommitEnough,
-              let moreExpected = moreExpected.withLock({ $0 }), moreExpected.call() else { return }
+        guard !finishing, waiting > 0, waiting < Tuning.groupCommitEnough, moreOutcomesExpected() else { return }
         // Counted from the oldest outcome's submission, and ended early by enough outcomes, a
         // stop or the end: no confirmed outcome waits longer than the bound.
         let left = groupCommitWait - (clock.instant() - (since ?? clock.instant()))
