@@ -220,4 +220,19 @@ struct HostileInputTests {
         let error = try #require(throws: CleanerError.self) { try ConfigurationLoader.load(path: folder.path) }
         #expect(error.message == "\(folder.path): cannot read the configuration: it is a folder, not a file")
     }
+
+    @Test("a configuration symlink loop is reported as one, not as a missing file (#21)")
+    func configurationSymlinkLoop() throws {
+        let folder = try TestSupport.makeFolder()
+        let a = folder.appendingPathComponent("a.json").path
+        let b = folder.appendingPathComponent("b.json").path
+        #expect(symlink(b, a) == 0)
+        #expect(symlink(a, b) == 0)
+        let loop = try #require(throws: CleanerError.self) { try ConfigurationLoader.load(path: a) }
+        #expect(loop.exitStatus == 2)
+        #expect(loop.message == "\(a): cannot read the configuration: too many levels of symbolic links (a symlink loop?)")
+        let missing = folder.appendingPathComponent("missing.json").path
+        let gone = try #require(throws: CleanerError.self) { try ConfigurationLoader.load(path: missing) }
+        #expect(gone.message == "\(missing): cannot read the configuration: no such file")
+    }
 }
