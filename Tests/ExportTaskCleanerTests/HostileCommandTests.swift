@@ -153,12 +153,19 @@ struct HostileCommandTests {
     @Test("--since: a huge age or an impossible date is a usage error, not a crash")
     func sinceBounds() async throws {
         let world = try await World.start()
-        for since in ["800000d", "99999999999999h", "inf", "nan", "1e300s", "2026-02-30", "-5m"] {
+        for since in ["800000d", "99999999999999h", "inf", "nan", "1e300s", "2026-02-30", "-5m", "1e9h"] {
             let result = try await run(world, ["audit", "--since", since])
             #expect(result.status == 2, "\(since): \(result.err)")
             #expect(result.err.contains("--since"), "\(since)")
         }
+        // Past 100 years (36,525 days), however large: refused as too far back (#21).
+        for since in ["36526d", "36600d", "99999999999999999999d", "3155760001s"] {
+            let result = try await run(world, ["audit", "--since", since])
+            #expect(result.status == 2, "\(since): \(result.err)")
+            #expect(result.err.contains("--since: an age of at most 100 years (36525d), got \"\(since)\""), "\(since): \(result.err)")
+        }
         #expect(try await run(world, ["audit", "--since", "36500d"]).status == 0)
+        #expect(try await run(world, ["audit", "--since", "36525d"]).status == 0)
         try await world.stop()
     }
 
