@@ -150,6 +150,19 @@ struct HostileCommandTests {
         try await world.stop()
     }
 
+    @Test("enqueue: '#x' and blank arguments are invalid IDs, listed and recorded, not skipped (#21)")
+    func enqueueCommentLikeArguments() async throws {
+        let world = try await World.start()
+        let result = try await run(world, ["enqueue", "#x", "ok-1", "  "])
+        #expect(result.status == 1, "\(result.err)")
+        #expect(result.out.contains("queued 1, already queued 0, invalid 2"), "\(result.out)")
+        #expect(result.err.contains("argument 1: invalid export task ID \"#x\""), "\(result.err)")
+        #expect(result.err.contains("argument 3: invalid export task ID \"\""), "\(result.err)")
+        #expect(try world.scalar("SELECT count(*) FROM export_tasks WHERE state = 'invalid'") == 2)
+        #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE outcome = 'invalid'") == 2)
+        try await world.stop()
+    }
+
     @Test("--since: a huge age or an impossible date is a usage error, not a crash")
     func sinceBounds() async throws {
         let world = try await World.start()
