@@ -89,8 +89,8 @@ public final class CredentialRefresher: Service, Sendable {
             do {
                 let fetched = try await fetch()
                 let at = clock.now()
-                guard fetched.expiresAt > at.addingTimeInterval(CredentialProvider.expiryMargin) else {
-                    throw CleanerError.runtime("the credentials fetched expire at \(Timestamp.format(fetched.expiresAt)), by the local clock (\(Timestamp.format(at))) already; is the local clock right?")
+                if let problem = CredentialProvider.expiryProblem(expiresAt: fetched.expiresAt, now: at) {
+                    throw CleanerError.runtime("the credentials fetched \(problem)")
                 }
                 guard fetched.expiresAt > (current.expiresAt ?? .distantPast) || probe else {
                     // The same credentials again (the metadata service renews them on its own
