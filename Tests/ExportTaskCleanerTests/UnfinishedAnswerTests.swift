@@ -34,6 +34,81 @@ struct UnfinishedAnswerTests {
         try await simulator.shutdown()
     }
 
+    @Test("a reload during a renewal hung on an unfinished answer cancels it and renews at once")
+    func reloadCancelsHungRenewal() async throws {
+        let simulator = try await Self.metadataSimulator()
+        // A bound far beyond the test's own wait: only the cancellation can end the hung renewal.
+        let client = try MetadataCredentialsClient(endpoint: simulator.endpoint, requestTimeout: .seconds(600))
+        let first = try await client.fetch()
+        let provider = CredentialProvider(.accessKey(first.key), source: "metadata", expiresAt: first.expiresAt,
+                                          signing: .sdkHMACSHA256, region: "cn-north-4")
+        let events = EventLog<String>()
+        provider.setListener { change in
+            if case .replaced = change { events.append("replaced") }
+        }
+        let logs = CapturedLogs()
+        let refresher = CredentialRefresher(provider: provider, fetchedAt: Date(), source: "metadata", logger: logs.logger()) {
+            events.append("fetch")
+            return try await client.fetch()
+        }
+        let running = Task { try await refresher.run() }
+
+        simulator.setMetadataDripping(every: .seconds(1))
+        refresher.renewSoon(probe: false)
+        #expect(await events.wait { $0.contains("fetch") })
+        // The securitykey GET has reached the simulator and hangs on its answer (the session
+        // token is the one in hand): a bounded watch, as the server sends no events.
+        #expect(try await Self.eventually { simulator.counters.metadataCredentialRequests == 2 })
+        simulator.setMetadataDripping(every: nil)
+        refresher.renewSoon(probe: true)
+        #expect(await events.wait { $0.contains("replaced") })
+        #expect(events.events == ["fetch", "fetch", "replaced"])
+        #expect(provider.current.credentials != .accessKey(first.key))
+        // A renewal cancelled for a newer one is not a failure.
+        #expect(!logs.allText.contains("cannot renew"), "\(logs.allText)")
+
+        running.cancel()
+        _ = try? await running.value
+        try await client.shutdown()
+        try await simulator.shutdown()
+    }
+
+    @Test("a renewal cancelled by a reload: the fetch in flight ends as cancelled, the next one starts at once")
+    func reloadCancelsFetchInFlight() async throws {
+        let now = Date()
+        let old = AccessKey(ak: "OLDKEY000000000000", sk: "old-secret", securityToken: "old-token")
+        let fresh = AccessKey(ak: "NEWKEY000000000000", sk: "new-secret", securityToken: "new-token")
+        let provider = CredentialProvider(.accessKey(old), source: "metadata", expiresAt: now + 3600,
+                                          signing: .sdkHMACSHA256, region: "cn-north-4")
+        let events = EventLog<String>()
+        provider.setListener { change in
+            if case .replaced = change { events.append("replaced") }
+        }
+        let (never, keepOpen) = AsyncStream<Never>.makeStream()
+        let refresher = CredentialRefresher(provider: provider, fetchedAt: now, source: "metadata",
+                                            logger: CapturedLogs().logger()) {
+            let call = events.events.filter { $0 == "started" }.count + 1
+            events.append("started")
+            if call == 1 {
+                // A metadata service that answered and never finishes: waits until cancelled.
+                for await _ in never {}
+                events.append("cancelled")
+                throw CancellationError()
+            }
+            return MetadataCredentialsClient.Fetched(key: fresh, expiresAt: Date() + 3600)
+        }
+        let running = Task { try await refresher.run() }
+        refresher.renewSoon(probe: false)
+        #expect(await events.wait { $0.contains("started") })
+        refresher.renewSoon(probe: true)
+        #expect(await events.wait { $0.contains("replaced") })
+        #expect(events.events == ["started", "cancelled", "started", "replaced"])
+        #expect(provider.current.credentials == .accessKey(fresh))
+        running.cancel()
+        _ = try? await running.value
+        keepOpen.finish()
+    }
+
     /// Checks `condition` every 10 ms until it holds or 20 s pass: a bounded watch on the
     /// simulator, which sends no events of its own.
     static func eventually(_ condition: () -> Bool) async throws -> Bool {

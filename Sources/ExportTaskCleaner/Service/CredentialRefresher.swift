@@ -20,6 +20,8 @@ public final class CredentialRefresher: Service, Sendable {
         var renewSoon = false
         /// The renewal asked for ends a paused circuit's pause (a reload).
         var probeAfterRenewal = false
+        /// The fetch in flight, which a renewal asked for cancels.
+        var inFlight: Task<MetadataCredentialsClient.Fetched, any Error>?
     }
 
     /// The SDKs renew when less than this is left.
@@ -57,12 +59,16 @@ public final class CredentialRefresher: Service, Sendable {
     }
 
     /// Asks for a renewal now: after a refusal, or on a reload (`probe`: the new credentials end
-    /// a refusal's pause at once, as a key read again on a reload does).
+    /// a refusal's pause at once, as a key read again on a reload does). A fetch in flight is
+    /// cancelled and a new one starts at once (README, "Reloading"): one hung on a metadata
+    /// service that does not finish its answer would otherwise hold the renewal asked for.
     public func renewSoon(probe: Bool) {
-        state.withLock {
+        let inFlight = state.withLock {
             $0.renewSoon = true
             $0.probeAfterRenewal = $0.probeAfterRenewal || probe
+            return $0.inFlight
         }
+        inFlight?.cancel()
     }
 
     public func run() async throws {
@@ -87,7 +93,7 @@ public final class CredentialRefresher: Service, Sendable {
                 return state.probeAfterRenewal
             }
             do {
-                let fetched = try await fetch()
+                let fetched = try await fetchCancellable()
                 let at = clock.now()
                 if let problem = CredentialProvider.expiryProblem(expiresAt: fetched.expiresAt, now: at) {
                     throw CleanerError.runtime("the credentials fetched \(problem)")
@@ -111,6 +117,12 @@ public final class CredentialRefresher: Service, Sendable {
             } catch {
                 // Cut off by shutdown: not a failure.
                 if Task.isCancelled { return }
+                if state.withLock({ $0.renewSoon }) {
+                    // Superseded by a renewal asked for meanwhile (cancelled, or failed just as
+                    // it came): not a failure; the renewal asked for starts at once.
+                    logger.debug("renewal in flight cancelled for the one asked for", metadata: ["error": "\(error)"])
+                    continue
+                }
                 failures += 1
                 // A warning at the first failures and then at each doubling, not once a minute for ever.
                 let level: Logger.Level = failures <= 3 || failures.nonzeroBitCount == 1 ? .warning : .debug
@@ -122,6 +134,25 @@ public final class CredentialRefresher: Service, Sendable {
                 provider.expire(at: clock.now())
                 guard await sleepBeforeRetry(failures: failures) else { return }
             }
+        }
+    }
+
+    /// `fetch` in a task of its own, which ``renewSoon(probe:)`` cancels; cancelled too when
+    /// this task is (shutdown).
+    private func fetchCancellable() async throws -> MetadataCredentialsClient.Fetched {
+        let fetch = self.fetch
+        let task = Task { try await fetch() }
+        let asked = state.withLock {
+            $0.inFlight = task
+            return $0.renewSoon
+        }
+        // Asked for between the decision to fetch and now: this fetch is already superseded.
+        if asked { task.cancel() }
+        defer { state.withLock { $0.inFlight = nil } }
+        return try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
         }
     }
 
