@@ -109,6 +109,24 @@ struct UnfinishedAnswerTests {
         keepOpen.finish()
     }
 
+    @Test("check --probe: a server that answers and does not finish is named so, not 'cannot be reached'")
+    func probeUnfinishedAnswer() async throws {
+        try await withClientSimulator { simulator in
+            simulator.script("unfinished-1", .drip(every: .milliseconds(100), then: .notFound))
+            let client = try makeClient(endpoint: simulator.endpoint, requestTimeout: .milliseconds(300))
+            let result = await client.delete(clientRequest("unfinished-1"))
+            try await client.shutdown()
+            #expect(result.httpStatus == nil)
+            #expect(result.delivery == .unknown)
+            #expect(result.unfinishedAnswerStatus == 404)
+            #expect(result.errorMessage == "answered HTTP 404 but did not finish its answer within 300 ms")
+            let verdict = SetupCheck.explain(result)
+            #expect(verdict.exitCode == 1)
+            #expect(verdict.explanation.hasPrefix("answered HTTP 404 but did not finish its answer within 300 ms: the endpoint can be reached"), "\(verdict.explanation)")
+            #expect(!verdict.explanation.contains("cannot be reached"))
+        }
+    }
+
     /// Checks `condition` every 10 ms until it holds or 20 s pass: a bounded watch on the
     /// simulator, which sends no events of its own.
     static func eventually(_ condition: () -> Bool) async throws -> Bool {
