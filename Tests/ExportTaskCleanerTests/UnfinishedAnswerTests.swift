@@ -16,20 +16,22 @@ struct UnfinishedAnswerTests {
             logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
     }
 
-    @Test("the metadata client's bound covers the body: an answer dripping a byte every 50 ms is cut off at 300 ms")
+    @Test("the metadata client's bound covers the body: an answer dripping a byte every 200 ms is cut off at 2 s")
     func metadataBodyBounded() async throws {
         let simulator = try await Self.metadataSimulator()
-        let client = try MetadataCredentialsClient(endpoint: simulator.endpoint, requestTimeout: .milliseconds(300))
+        let client = try MetadataCredentialsClient(endpoint: simulator.endpoint, requestTimeout: .seconds(2))
         // Both requests: the session token's PUT, then (with a token in hand) the securitykey GET.
-        simulator.setMetadataDripping(every: .milliseconds(50))
+        // Their bodies (48 and some 250 bytes) would take 10 and 50 s; a bound of 2 s leaves a
+        // loaded machine time for the head.
+        simulator.setMetadataDripping(every: .milliseconds(200))
         let token = try await #require(throws: CleanerError.self) { try await client.fetch() }
-        #expect(token.message == "the ECS metadata service at \(simulator.endpoint) did not answer in full within 300 ms (PUT /meta-data/latest/api/token)")
+        #expect(token.message == "the ECS metadata service at \(simulator.endpoint) did not answer in full within 2000 ms (PUT /meta-data/latest/api/token)")
         #expect(token.exitStatus == 1)
         simulator.setMetadataDripping(every: nil)
         _ = try await client.fetch()
-        simulator.setMetadataDripping(every: .milliseconds(50))
+        simulator.setMetadataDripping(every: .milliseconds(200))
         let key = try await #require(throws: CleanerError.self) { try await client.fetch() }
-        #expect(key.message == "the ECS metadata service at \(simulator.endpoint) did not answer in full within 300 ms (GET /openstack/latest/securitykey)")
+        #expect(key.message == "the ECS metadata service at \(simulator.endpoint) did not answer in full within 2000 ms (GET /openstack/latest/securitykey)")
         try await client.shutdown()
         try await simulator.shutdown()
     }
@@ -112,17 +114,17 @@ struct UnfinishedAnswerTests {
     @Test("check --probe: a server that answers and does not finish is named so, not 'cannot be reached'")
     func probeUnfinishedAnswer() async throws {
         try await withClientSimulator { simulator in
-            simulator.script("unfinished-1", .drip(every: .milliseconds(100), then: .notFound))
-            let client = try makeClient(endpoint: simulator.endpoint, requestTimeout: .milliseconds(300))
+            simulator.script("unfinished-1", .drip(every: .milliseconds(500), then: .notFound))
+            let client = try makeClient(endpoint: simulator.endpoint, requestTimeout: .seconds(2))
             let result = await client.delete(clientRequest("unfinished-1"))
             try await client.shutdown()
             #expect(result.httpStatus == nil)
             #expect(result.delivery == .unknown)
             #expect(result.unfinishedAnswerStatus == 404)
-            #expect(result.errorMessage == "answered HTTP 404 but did not finish its answer within 300 ms")
+            #expect(result.errorMessage == "answered HTTP 404 but did not finish its answer within 2000 ms")
             let verdict = SetupCheck.explain(result)
             #expect(verdict.exitCode == 1)
-            #expect(verdict.explanation.hasPrefix("answered HTTP 404 but did not finish its answer within 300 ms: the endpoint can be reached"), "\(verdict.explanation)")
+            #expect(verdict.explanation.hasPrefix("answered HTTP 404 but did not finish its answer within 2000 ms: the endpoint can be reached"), "\(verdict.explanation)")
             #expect(!verdict.explanation.contains("cannot be reached"))
         }
     }
