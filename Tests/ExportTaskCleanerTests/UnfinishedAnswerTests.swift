@@ -111,6 +111,40 @@ struct UnfinishedAnswerTests {
         keepOpen.finish()
     }
 
+    @Test("a reload's renewal that fails while a refusal asks for another still ends the pause: its probe is carried over")
+    func supersededRenewalKeepsItsProbe() async throws {
+        let now = Date()
+        let old = AccessKey(ak: "OLDKEY000000000000", sk: "old-secret", securityToken: "old-token")
+        let provider = CredentialProvider(.accessKey(old), source: "metadata", expiresAt: now + 3600,
+                                          signing: .sdkHMACSHA256, region: "cn-north-4")
+        let events = EventLog<String>()
+        provider.setListener { change in
+            if case .replaced(_, let renewal, _) = change { events.append("replaced, renewal \(renewal)") }
+        }
+        let (answer, finishAnswer) = AsyncStream<Never>.makeStream()
+        let refresher = CredentialRefresher(provider: provider, fetchedAt: now, source: "metadata",
+                                            logger: CapturedLogs().logger()) {
+            let call = events.events.filter { $0 == "started" }.count + 1
+            events.append("started")
+            if call == 1 {
+                for await _ in answer {}
+                throw CleanerError.runtime("the ECS metadata service at http://127.0.0.1 did not answer: connection reset by peer")
+            }
+            return MetadataCredentialsClient.Fetched(
+                key: AccessKey(ak: "NEWKEY000000000000", sk: "new-secret", securityToken: "new-token"), expiresAt: Date() + 3600)
+        }
+        let running = Task { try await refresher.run() }
+        refresher.renewSoon(probe: true)  // a reload
+        #expect(await events.wait { $0.contains("started") })
+        refresher.renewSoon(probe: false)  // a refusal, while the reload's renewal is in flight
+        finishAnswer.finish()  // which then fails
+        #expect(await events.wait { $0.contains { $0.hasPrefix("replaced") } })
+        // Not a scheduled renewal: the reload's probe goes with the new credentials.
+        #expect(events.events == ["started", "started", "replaced, renewal false"])
+        running.cancel()
+        _ = try? await running.value
+    }
+
     @Test("check --probe: a server that answers and does not finish is named so, not 'cannot be reached'")
     func probeUnfinishedAnswer() async throws {
         try await withClientSimulator { simulator in

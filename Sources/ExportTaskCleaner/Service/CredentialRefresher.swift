@@ -59,16 +59,18 @@ public final class CredentialRefresher: Service, Sendable {
     }
 
     /// Asks for a renewal now: after a refusal, or on a reload (`probe`: the new credentials end
-    /// a refusal's pause at once, as a key read again on a reload does). A fetch in flight is
-    /// cancelled and a new one starts at once (README, "Reloading"): one hung on a metadata
-    /// service that does not finish its answer would otherwise hold the renewal asked for.
+    /// a refusal's pause at once, as a key read again on a reload does). A reload cancels a fetch
+    /// in flight and a new one starts at once (README, "Reloading"): one hung on a metadata
+    /// service that does not finish its answer would otherwise hold the reload's. A refusal
+    /// does not: the requests in flight may bring several at once, and the fetch in flight is
+    /// new enough (another follows it all the same).
     public func renewSoon(probe: Bool) {
         let inFlight = state.withLock {
             $0.renewSoon = true
             $0.probeAfterRenewal = $0.probeAfterRenewal || probe
             return $0.inFlight
         }
-        inFlight?.cancel()
+        if probe { inFlight?.cancel() }
     }
 
     public func run() async throws {
@@ -117,7 +119,12 @@ public final class CredentialRefresher: Service, Sendable {
             } catch {
                 // Cut off by shutdown: not a failure.
                 if Task.isCancelled { return }
-                if state.withLock({ $0.renewSoon }) {
+                let superseded = state.withLock { state in
+                    // The renewal asked for takes this one's place, and a probe it owed with it.
+                    if state.renewSoon { state.probeAfterRenewal = state.probeAfterRenewal || probe }
+                    return state.renewSoon
+                }
+                if superseded {
                     // Superseded by a renewal asked for meanwhile (cancelled, or failed just as
                     // it came): not a failure; the renewal asked for starts at once.
                     logger.debug("renewal in flight cancelled for the one asked for", metadata: ["error": "\(error)"])
@@ -142,12 +149,12 @@ public final class CredentialRefresher: Service, Sendable {
     private func fetchCancellable() async throws -> MetadataCredentialsClient.Fetched {
         let fetch = self.fetch
         let task = Task { try await fetch() }
-        let asked = state.withLock {
+        let reload = state.withLock {
             $0.inFlight = task
-            return $0.renewSoon
+            return $0.renewSoon && $0.probeAfterRenewal
         }
-        // Asked for between the decision to fetch and now: this fetch is already superseded.
-        if asked { task.cancel() }
+        // A reload between the decision to fetch and now: this fetch is already superseded.
+        if reload { task.cancel() }
         defer { state.withLock { $0.inFlight = nil } }
         return try await withTaskCancellationHandler {
             try await task.value
