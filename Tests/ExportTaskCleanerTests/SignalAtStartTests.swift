@@ -19,10 +19,14 @@ struct SignalAtStartTests {
             let child = try world.launch(["run", "--drain"])
             let pid = child.process.processIdentifier
             // A second thread means main has begun (Swift's pool starts with its first task):
-            // a bounded watch on another process, which sends no events of its own.
+            // a bounded watch on another process, which sends no events of its own, every half
+            // millisecond (the few milliseconds between that thread and argument parsing are
+            // what the signal must not find).
             let deadline = ContinuousClock.now.advanced(by: .seconds(10))
             while child.process.isRunning, ContinuousClock.now < deadline,
-                  ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"))?.count ?? 0) < 2 {}
+                  ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"))?.count ?? 0) < 2 {
+                try await Task.sleep(for: .microseconds(500))
+            }
             child.signal(SIGHUP)
             let status = try await child.exit(within: .seconds(30))
             if status == -SIGHUP { killed += 1 }
