@@ -111,7 +111,7 @@ struct UnfinishedAnswerTests {
         keepOpen.finish()
     }
 
-    @Test("a reload's renewal that fails while a refusal asks for another still ends the pause: its probe is carried over")
+    @Test("a reload's renewal that fails still ends the pause with the next one: its probe is carried over")
     func supersededRenewalKeepsItsProbe() async throws {
         let now = Date()
         let old = AccessKey(ak: "OLDKEY000000000000", sk: "old-secret", securityToken: "old-token")
@@ -137,7 +137,7 @@ struct UnfinishedAnswerTests {
         refresher.renewSoon(probe: true)  // a reload
         #expect(await events.wait { $0.contains("started") })
         refresher.renewSoon(probe: false)  // a refusal, while the reload's renewal is in flight
-        finishAnswer.finish()  // which then fails
+        finishAnswer.finish()  // which then fails: tried again after the backoff (1 s)
         #expect(await events.wait { $0.contains { $0.hasPrefix("replaced") } })
         // Not a scheduled renewal: the reload's probe goes with the new credentials.
         #expect(events.events == ["started", "started", "replaced, renewal false"])

@@ -20,8 +20,10 @@ public final class CredentialRefresher: Service, Sendable {
         var renewSoon = false
         /// The renewal asked for ends a paused circuit's pause (a reload).
         var probeAfterRenewal = false
-        /// The fetch in flight, which a renewal asked for cancels.
+        /// The fetch in flight, which a reload cancels.
         var inFlight: Task<MetadataCredentialsClient.Fetched, any Error>?
+        /// The fetch in flight was cancelled for a reload's: its end is no failure.
+        var cancelledForReload = false
     }
 
     /// The SDKs renew when less than this is left.
@@ -65,12 +67,14 @@ public final class CredentialRefresher: Service, Sendable {
     /// does not: the requests in flight may bring several at once, and the fetch in flight is
     /// new enough (another follows it all the same).
     public func renewSoon(probe: Bool) {
-        let inFlight = state.withLock {
-            $0.renewSoon = true
-            $0.probeAfterRenewal = $0.probeAfterRenewal || probe
-            return $0.inFlight
+        let inFlight = state.withLock { state in
+            state.renewSoon = true
+            state.probeAfterRenewal = state.probeAfterRenewal || probe
+            guard probe, let task = state.inFlight else { return Task<MetadataCredentialsClient.Fetched, any Error>?.none }
+            state.cancelledForReload = true
+            return task
         }
-        if probe { inFlight?.cancel() }
+        inFlight?.cancel()
     }
 
     public func run() async throws {
@@ -120,14 +124,13 @@ public final class CredentialRefresher: Service, Sendable {
                 // Cut off by shutdown: not a failure.
                 if Task.isCancelled { return }
                 let superseded = state.withLock { state in
-                    // The renewal asked for takes this one's place, and a probe it owed with it.
-                    if state.renewSoon { state.probeAfterRenewal = state.probeAfterRenewal || probe }
-                    return state.renewSoon
+                    // A reload's probe is owed until a renewal succeeds.
+                    state.probeAfterRenewal = state.probeAfterRenewal || probe
+                    return state.cancelledForReload
                 }
                 if superseded {
-                    // Superseded by a renewal asked for meanwhile (cancelled, or failed just as
-                    // it came): not a failure; the renewal asked for starts at once.
-                    logger.debug("renewal in flight cancelled for the one asked for", metadata: ["error": "\(error)"])
+                    // Cancelled for a reload's renewal, which starts at once: not a failure.
+                    logger.debug("renewal in flight cancelled for a reload's", metadata: ["error": "\(error)"])
                     continue
                 }
                 failures += 1
@@ -151,7 +154,8 @@ public final class CredentialRefresher: Service, Sendable {
         let task = Task { try await fetch() }
         let reload = state.withLock {
             $0.inFlight = task
-            return $0.renewSoon && $0.probeAfterRenewal
+            $0.cancelledForReload = $0.renewSoon && $0.probeAfterRenewal
+            return $0.cancelledForReload
         }
         // A reload between the decision to fetch and now: this fetch is already superseded.
         if reload { task.cancel() }
