@@ -102,6 +102,8 @@ struct Answer: Sendable {
 struct Decision: Sendable {
     enum Action: Sendable {
         case answer(Answer)
+        /// The answer's head at once, then its body a byte every `every`.
+        case drip(Answer, every: Duration)
         case drop
     }
 

@@ -29,6 +29,9 @@ extension IoTDASimulator {
         case delay(Duration, then: Behaviour)
         /// Closes the connection without answering for the first `times` requests, then ``deleteOnce``.
         case dropConnection(times: Int)
+        /// Answers as `then` would, but sends the body a byte every `every` after the head: a
+        /// server (or a proxy) that answers and does not finish.
+        case drip(every: Duration, then: Behaviour)
     }
 
     /// A deterministic mix of behaviours for IDs without a script: an ID's share is chosen by a

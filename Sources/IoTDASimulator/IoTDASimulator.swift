@@ -127,6 +127,13 @@ public final class IoTDASimulator: Sendable {
         core.metadata.setFailing(failing)
     }
 
+    /// While `interval` is set, both metadata routes send their answer's head at once and then
+    /// its body one byte every `interval`: a metadata service that answers and never seems to
+    /// finish. Requests already dripping go on dripping.
+    public func setMetadataDripping(every interval: Duration?) {
+        core.metadata.setDrip(interval)
+    }
+
     /// The access key IDs of the temporary keys the metadata service issued, oldest first
     /// (those still held: keys expired more than five minutes before a newer one was issued
     /// are forgotten).

@@ -27,6 +27,7 @@ extension SimulatorCore {
         } else {
             answer = securityKey(head: head, lifetime: service.credentialLifetime)
         }
+        if let interval = metadata.drip { return Decision(action: .drip(answer, every: interval), delay: .zero, counted: false) }
         return Decision(action: .answer(answer), delay: .zero, counted: false)
     }
 

@@ -33,6 +33,7 @@ final class MetadataStore: Sendable {
         var keys: [String: IssuedKey] = [:]
         var nextSequence = 0
         var failing = false
+        var drip: Duration?
         var counts = Counts()
     }
 
@@ -47,6 +48,11 @@ final class MetadataStore: Sendable {
     var isFailing: Bool { state.withLock { $0.failing } }
 
     func setFailing(_ failing: Bool) { state.withLock { $0.failing = failing } }
+
+    /// While set, answers are sent a body byte at a time, this far apart.
+    var drip: Duration? { state.withLock { $0.drip } }
+
+    func setDrip(_ interval: Duration?) { state.withLock { $0.drip = interval } }
 
     /// Every session token handed out so far becomes unknown.
     func revokeSessions() { state.withLock { $0.sessions.removeAll() } }

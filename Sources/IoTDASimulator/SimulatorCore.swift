@@ -188,6 +188,10 @@ final class SimulatorCore: Sendable {
             return decision
         case .dropConnection(let times):
             return n <= times ? Decision(action: .drop, delay: .zero) : deleteOnce()
+        case .drip(let interval, let then):
+            var decision = evaluate(then, attempt: n, id: id, state: &s)
+            if case .answer(let answer) = decision.action { decision.action = .drip(answer, every: interval) }
+            return decision
         }
     }
 

@@ -62,31 +62,61 @@ final class SimulatorHandler: ChannelInboundHandler {
         case .drop:
             if counted { core.completed(nil) }
             context.close(promise: nil)
-        case .answer(let answer):
-            var headers = HTTPHeaders()
-            headers.reserveCapacity(6)
-            headers.add(name: "X-Request-Id", value: nextRequestID())
-            headers.add(name: "Date", value: date.value(for: core.now()))
-            if let body = answer.body {
-                headers.add(name: "Content-Type", value: answer.contentType.value)
-                headers.add(name: "Content-Length", value: String(body.readableBytes))
-            } else if answer.status != .noContent {
-                headers.add(name: "Content-Length", value: "0")
-            }
-            if let seconds = answer.retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
-            if !keepAlive { headers.add(name: "Connection", value: "close") }
+        case .drip(let answer, let interval):
             if counted { core.completed(Int(answer.status.code)) }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: answer.status, headers: headers))), promise: nil)
+            let head = responseHead(answer, version: version, keepAlive: keepAlive)
+            context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+            drip(answer.body ?? ByteBuffer(), every: interval, keepAlive: keepAlive, context: context)
+        case .answer(let answer):
+            if counted { core.completed(Int(answer.status.code)) }
+            let head = responseHead(answer, version: version, keepAlive: keepAlive)
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
             if let body = answer.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-            if keepAlive {
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            } else {
-                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-                    loopBound.value.close(promise: nil)
-                }
+            end(keepAlive: keepAlive, context: context)
+        }
+    }
+
+    /// Writes the body's first byte now and the rest one `interval` apart, then ends the
+    /// answer; stops when the client has gone.
+    private func drip(_ body: ByteBuffer, every interval: Duration, keepAlive: Bool, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        var remaining = body
+        guard let byte = remaining.readSlice(length: 1) else {
+            end(keepAlive: keepAlive, context: context)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(byte))), promise: nil)
+        let rest = remaining
+        context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(interval)) {
+            self.drip(rest, every: interval, keepAlive: keepAlive, context: context)
+        }
+    }
+
+    private func end(keepAlive: Bool, context: ChannelHandlerContext) {
+        if keepAlive {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+                loopBound.value.close(promise: nil)
             }
         }
+    }
+
+    private func responseHead(_ answer: Answer, version: HTTPVersion, keepAlive: Bool) -> HTTPResponseHead {
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(6)
+        headers.add(name: "X-Request-Id", value: nextRequestID())
+        headers.add(name: "Date", value: date.value(for: core.now()))
+        if let body = answer.body {
+            headers.add(name: "Content-Type", value: answer.contentType.value)
+            headers.add(name: "Content-Length", value: String(body.readableBytes))
+        } else if answer.status != .noContent {
+            headers.add(name: "Content-Length", value: "0")
+        }
+        if let seconds = answer.retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        return HTTPResponseHead(version: version, status: answer.status, headers: headers)
     }
 
     /// 32 random lower-case hex digits, as IoTDA's `X-Request-Id`.

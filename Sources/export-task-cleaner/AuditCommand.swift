@@ -75,7 +75,7 @@ struct AuditCommand: ParsableCommand {
         }
         if let since {
             guard let date = AuditFilter.since(since, now: Date()) else {
-                throw CleanerError.configuration("--since: expected an ISO 8601 time (2026-11-29T15:00:00Z) or an age such as 15m, 2h or 7d (at most 100 years), got \(IDList.quoted(since))")
+                throw CleanerError.configuration("--since: \(AuditFilter.sinceProblem(since))")
             }
             filter.since = date
         }

@@ -13,6 +13,10 @@ import Musl
 @main
 enum EntryPoint {
     static func main() async {
+        // SIGHUP reloads `run` (README, "Reloading"), and its default action ends the process:
+        // ignored from main's first statement, before argument parsing and before any thread,
+        // until the reloader takes it over. Other commands keep the default.
+        if CommandLine.arguments.dropFirst().first == "run" { signal(SIGHUP, SIG_IGN) }
         tuneMalloc()
         do {
             var command = try ExportTaskCleanerCommand.parseAsRoot()

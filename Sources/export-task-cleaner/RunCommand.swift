@@ -21,8 +21,7 @@ struct RunCommand: AsyncParsableCommand {
     var drain = false
 
     func run() async throws {
-        // A reload until the reloader listens: never SIGHUP's default, which ends the process.
-        signal(SIGHUP, SIG_IGN)
+        // SIGHUP is ignored since main's first statement (EntryPoint) until the reloader listens.
         let configuration = try config.load()
         LogSetup.bootstrap(level: configuration.logLevel)
         let logger = Logger(label: "export-task-cleaner")

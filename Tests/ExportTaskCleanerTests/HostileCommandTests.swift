@@ -150,15 +150,35 @@ struct HostileCommandTests {
         try await world.stop()
     }
 
+    @Test("enqueue: '#x' and blank arguments are invalid IDs, listed and recorded, not skipped (#21)")
+    func enqueueCommentLikeArguments() async throws {
+        let world = try await World.start()
+        let result = try await run(world, ["enqueue", "#x", "ok-1", "  "])
+        #expect(result.status == 1, "\(result.err)")
+        #expect(result.out.contains("queued 1, already queued 0, invalid 2"), "\(result.out)")
+        #expect(result.err.contains("argument 1: invalid export task ID \"#x\""), "\(result.err)")
+        #expect(result.err.contains("argument 3: invalid export task ID \"\""), "\(result.err)")
+        #expect(try world.scalar("SELECT count(*) FROM export_tasks WHERE state = 'invalid'") == 2)
+        #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE outcome = 'invalid'") == 2)
+        try await world.stop()
+    }
+
     @Test("--since: a huge age or an impossible date is a usage error, not a crash")
     func sinceBounds() async throws {
         let world = try await World.start()
-        for since in ["800000d", "99999999999999h", "inf", "nan", "1e300s", "2026-02-30", "-5m"] {
+        for since in ["800000d", "99999999999999h", "inf", "nan", "1e300s", "2026-02-30", "-5m", "1e9h"] {
             let result = try await run(world, ["audit", "--since", since])
             #expect(result.status == 2, "\(since): \(result.err)")
             #expect(result.err.contains("--since"), "\(since)")
         }
+        // Past 100 years (36,525 days), however large: refused as too far back (#21).
+        for since in ["36526d", "36600d", "99999999999999999999d", "3155760001s"] {
+            let result = try await run(world, ["audit", "--since", since])
+            #expect(result.status == 2, "\(since): \(result.err)")
+            #expect(result.err.contains("--since: an age of at most 100 years (36525d), got \"\(since)\""), "\(since): \(result.err)")
+        }
         #expect(try await run(world, ["audit", "--since", "36500d"]).status == 0)
+        #expect(try await run(world, ["audit", "--since", "36525d"]).status == 0)
         try await world.stop()
     }
 

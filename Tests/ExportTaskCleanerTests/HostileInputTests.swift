@@ -166,7 +166,8 @@ struct HostileInputTests {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         #expect(AuditFilter.since("90s", now: now) == now.addingTimeInterval(-90))
         #expect(AuditFilter.since("36500d", now: now) != nil)
-        for text in ["800000d", "inf", "nan", "1e300s", "-5m", "d", "2026-02-30", "5 m"] {
+        #expect(AuditFilter.since("36525d", now: now) != nil)
+        for text in ["36526d", "36600d", "99999999999999999999d", "1e9h", "800000d", "inf", "nan", "1e300s", "-5m", "d", "2026-02-30", "5 m"] {
             #expect(AuditFilter.since(text, now: now) == nil, "\(text)")
         }
     }
@@ -219,5 +220,20 @@ struct HostileInputTests {
         let folder = try TestSupport.makeFolder()
         let error = try #require(throws: CleanerError.self) { try ConfigurationLoader.load(path: folder.path) }
         #expect(error.message == "\(folder.path): cannot read the configuration: it is a folder, not a file")
+    }
+
+    @Test("a configuration symlink loop is reported as one, not as a missing file (#21)")
+    func configurationSymlinkLoop() throws {
+        let folder = try TestSupport.makeFolder()
+        let a = folder.appendingPathComponent("a.json").path
+        let b = folder.appendingPathComponent("b.json").path
+        #expect(symlink(b, a) == 0)
+        #expect(symlink(a, b) == 0)
+        let loop = try #require(throws: CleanerError.self) { try ConfigurationLoader.load(path: a) }
+        #expect(loop.exitStatus == 2)
+        #expect(loop.message == "\(a): cannot read the configuration: too many levels of symbolic links (a symlink loop?)")
+        let missing = folder.appendingPathComponent("missing.json").path
+        let gone = try #require(throws: CleanerError.self) { try ConfigurationLoader.load(path: missing) }
+        #expect(gone.message == "\(missing): cannot read the configuration: no such file")
     }
 }

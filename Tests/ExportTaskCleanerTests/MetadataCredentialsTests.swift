@@ -159,6 +159,28 @@ struct MetadataCredentialsTests {
         try await simulator.shutdown()
     }
 
+    @Test("keys in their last second are refused as such, not as expired by the local clock (#21)")
+    func keysInTheirLastSecond() async throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(CredentialProvider.expiryProblem(expiresAt: now + 2, now: now) == nil)
+        #expect(CredentialProvider.expiryProblem(expiresAt: now + 0.5, now: now)
+            == "expire at 2027-01-15T08:00:00.500Z, within a second by the local clock (2027-01-15T08:00:00.000Z), and temporary keys are not used in their last second; is the local clock right?")
+        #expect(CredentialProvider.expiryProblem(expiresAt: now, now: now)
+            == "expire at 2027-01-15T08:00:00.000Z, which by the local clock (2027-01-15T08:00:00.000Z) has passed; is the local clock right?")
+
+        // Keys that live 990 ms reach the service with less than a second left.
+        let simulator = try await Self.metadataSimulator(lifetime: .milliseconds(990))
+        var configuration = Configuration(endpoint: simulator.endpoint, region: "cn-north-4", projectID: Self.project)
+        configuration.auth = .init(method: .metadata, metadataEndpoint: simulator.endpoint)
+        let error = try await #require(throws: CleanerError.self) {
+            _ = try await CredentialSetup.start(configuration: configuration, environment: [:], logger: CapturedLogs().logger())
+        }
+        #expect(error.message.hasPrefix("the ECS metadata service's credentials expire at "), "\(error.message)")
+        #expect(error.message.contains("within a second by the local clock"), "\(error.message)")
+        #expect(!error.message.contains("has passed"), "\(error.message)")
+        try await simulator.shutdown()
+    }
+
     @Test("a clock 20 minutes behind the server's is named in the error line and the status")
     func clockOffsetNamed() async throws {
         let harness = try await ServiceHarness.start(simulator: .init(clockOffset: .seconds(20 * 60)))

@@ -228,6 +228,23 @@ struct QueueStoreTests {
         #expect(requeued == 2)
     }
 
+    @Test("requeue of one ID named three times requeues it once, with one audit row (#21)")
+    func requeueDuplicateIDs() throws {
+        let (store, _) = try TestSupport.makeStore()
+        _ = try store.enqueue(TestSupport.items(["k", "m"]), now: now)
+        let claimed = try store.claim(limit: 2, leaseToken: "t", leaseUntil: now + 300, now: now)
+        _ = try store.apply(claimed.map {
+            TaskTransition(task: $0, change: .finish(.failed), attempts: 8,
+                           audit: AuditRecord(outcome: .failed, at: now, attempt: 8, httpStatus: 503, delivery: .answered))
+        })
+        let summary = try store.requeue(.exportTaskIDs(["k", "k", "nope", "k", "nope"]), now: now)
+        #expect(summary.requeued == 1)
+        #expect(summary.unknown == ["nope"])
+        var rows: [String] = []
+        try store.auditEntries(AuditFilter(outcome: .requeued)) { rows.append($0.exportTaskID) }
+        #expect(rows == ["k"])
+    }
+
     @Test("status reports counts, the oldest pending task, the next retry and the holder")
     func status() throws {
         let (store, _) = try TestSupport.makeStore()

@@ -24,7 +24,7 @@ public enum ConfigurationLoader {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             var info = stat()
-            let reason = stat(path, &info) != 0 ? "no such file"
+            let reason = stat(path, &info) != 0 ? Self.reason(errno: errno)
                 : info.st_mode & S_IFMT == S_IFDIR ? "it is a folder, not a file"
                 : "it cannot be read (check its permissions)"
             throw CleanerError.configuration("\(path): cannot read the configuration: \(reason)")
@@ -34,6 +34,18 @@ public enum ConfigurationLoader {
         configuration.database = resolve(configuration.database, against: folder)
         configuration.auth.credentialsFile = configuration.auth.credentialsFile.map { resolve($0, against: folder) }
         return configuration
+    }
+
+    /// Why `stat` found no file, as the system says it (a symlink loop is no missing file).
+    private static func reason(errno code: Int32) -> String {
+        switch code {
+        case ENOENT: "no such file"
+        case ELOOP: "too many levels of symbolic links (a symlink loop?)"
+        case ENOTDIR: "a part of the path is not a folder"
+        case EACCES: "a folder on the way cannot be searched (check its permissions)"
+        case ENAMETOOLONG: "the path is too long"
+        default: String(cString: strerror(code))
+        }
     }
 
     private static func resolve(_ path: String, against folder: URL) -> String {

@@ -46,6 +46,17 @@ public final class CredentialProvider: Sendable {
     /// before the expiry does not arrive after it.
     public static let expiryMargin: TimeInterval = 1
 
+    /// Why temporary credentials that expire at `expiresAt` cannot be taken at `now`, by the
+    /// local clock: expired, or in their last second (README, "Authentication and
+    /// credentials"); nil when they can. Read after "the credentials …".
+    public static func expiryProblem(expiresAt: Date, now: Date) -> String? {
+        if expiresAt <= now {
+            return "expire at \(Timestamp.format(expiresAt)), which by the local clock (\(Timestamp.format(now))) has passed; is the local clock right?"
+        }
+        guard expiresAt <= now.addingTimeInterval(expiryMargin) else { return nil }
+        return "expire at \(Timestamp.format(expiresAt)), within a second by the local clock (\(Timestamp.format(now))), and temporary keys are not used in their last second; is the local clock right?"
+    }
+
     public let signing: SigningAlgorithm
     public let region: String
     private let state: Mutex<State>

@@ -35,6 +35,9 @@ final class DeleteResponseDelegate: HTTPClientResponseDelegate {
 
     var wasHeadSent: Bool { headSent.load(ordering: .acquiring) }
 
+    /// The answer's status once its head has come; nil before.
+    var receivedStatus: Int? { received.withLock { $0.status == 0 ? nil : $0.status } }
+
     func didSendRequestHead(task: HTTPClient.Task<ReceivedResponse>, _ head: HTTPRequestHead) {
         headSent.store(true, ordering: .releasing)
     }

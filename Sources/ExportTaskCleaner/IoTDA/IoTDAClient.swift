@@ -238,14 +238,17 @@ public final class IoTDAClient: IoTDATransport, Sendable {
                     errorMessage: "the HTTP client refused the request: \(error.shortDescription)", duration: duration)
             }
             let delivery = FailedDelivery.classify(error, headWritten: delegate.wasHeadSent)
-            let message = describe(error)
+            let answered = delegate.receivedStatus
+            let message = answered.map { describeUnfinished(error, status: $0) } ?? describe(error)
             logger.trace(
                 "delete failed without a response",
                 metadata: [
                     "export_task_id": "\(request.exportTaskID)", "delivery": "\(delivery.rawValue)",
                     "error": "\(message)",
                 ])
-            return .noResponse(delivery: delivery, message: message, duration: duration)
+            var result = DeleteResult.noResponse(delivery: delivery, message: message, duration: duration)
+            result.unfinishedAnswerStatus = answered
+            return result
         }
 
         let arrived = now()
@@ -288,6 +291,14 @@ public final class IoTDAClient: IoTDATransport, Sendable {
         "Invalid header field names", "Invalid header field values", "Invalid URL", "Empty host",
         "Incompatible headers",
     ]
+
+    /// A failure after the answer's head came: the server answered and did not finish.
+    private func describeUnfinished(_ error: any Error, status: Int) -> String {
+        if let error = error as? HTTPClientError, error == .deadlineExceeded {
+            return "answered HTTP \(status) but did not finish its answer within \(requestTimeoutMilliseconds) ms"
+        }
+        return "answered HTTP \(status) but did not finish its answer: \(describe(error))"
+    }
 
     /// A short, secret-free description of a failure without a response.
     private func describe(_ error: any Error) -> String {

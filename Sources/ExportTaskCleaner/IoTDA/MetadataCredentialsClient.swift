@@ -14,7 +14,8 @@ import Synchronization
 ///
 /// Answers are input: bodies are read up to 64 KiB, each value must be non-empty text without
 /// control characters, and `expires_at` a UTC time. No error message carries a body, which may
-/// hold a secret.
+/// hold a secret. Each request is bounded as a whole, connect to last byte (5 s): an answer
+/// whose body trickles in cannot hold a start-up, a `check` or a renewal for longer.
 public final class MetadataCredentialsClient: Sendable {
     public static let defaultEndpoint = "http://169.254.169.254"
     static let tokenPath = "/meta-data/latest/api/token"
@@ -22,8 +23,9 @@ public final class MetadataCredentialsClient: Sendable {
     /// The session token's life asked for: what the SDKs ask.
     static let sessionTokenSeconds = 21_600
     static let maxBodyBytes = 64 * 1024
-    /// The longest wait for one answer of the metadata service (it is on the host's own link).
-    static let requestTimeout: Duration = .seconds(5)
+    /// The longest one request to the metadata service may take, connect to last byte (it is on
+    /// the host's own link).
+    public static let defaultRequestTimeout: Duration = .seconds(5)
 
     /// Temporary credentials, and when they stop working.
     public struct Fetched: Sendable {
@@ -38,10 +40,13 @@ public final class MetadataCredentialsClient: Sendable {
     }
 
     public let endpoint: Endpoint
+    /// The bound on each request as a whole (``defaultRequestTimeout``; shorter in tests).
+    public let requestTimeout: Duration
     private let http: OwnedHTTPClient
     private let session = Mutex<(token: String, renewAt: ContinuousClock.Instant)?>(nil)
 
-    public init(endpoint text: String) throws {
+    public init(endpoint text: String, requestTimeout: Duration = MetadataCredentialsClient.defaultRequestTimeout) throws {
+        self.requestTimeout = requestTimeout
         do {
             endpoint = try Self.endpoint(parsing: text)
         } catch {
@@ -49,7 +54,7 @@ public final class MetadataCredentialsClient: Sendable {
         }
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: .seconds(2), read: TimeAmount(Self.requestTimeout)),
+            timeout: .init(connect: .seconds(2), read: TimeAmount(requestTimeout)),
             decompression: .disabled)
         configuration.httpVersion = .http1Only
         configuration.tracing.tracer = nil
@@ -86,10 +91,9 @@ public final class MetadataCredentialsClient: Sendable {
     private func sessionToken(renew: Bool) async throws -> String {
         let now = ContinuousClock.now
         if !renew, let session = session.withLock({ $0 }), now < session.renewAt { return session.token }
-        var request = HTTPClientRequest(url: endpoint.baseURL + Self.tokenPath)
-        request.method = .PUT
-        request.headers.add(name: "X-Metadata-Token-Ttl-Seconds", value: String(Self.sessionTokenSeconds))
-        let answer = try await send(request)
+        var headers = HTTPHeaders()
+        headers.add(name: "X-Metadata-Token-Ttl-Seconds", value: String(Self.sessionTokenSeconds))
+        let answer = try await send(.PUT, Self.tokenPath, headers: headers)
         guard answer.status == 200 else {
             throw CleanerError.runtime("the ECS metadata service answered \(answer.status) to PUT \(Self.tokenPath)\(Self.hint(answer.status))")
         }
@@ -100,19 +104,33 @@ public final class MetadataCredentialsClient: Sendable {
     }
 
     private func securityKey(token: String) async throws -> (status: Int, body: [UInt8]) {
-        var request = HTTPClientRequest(url: endpoint.baseURL + Self.securityKeyPath)
-        request.method = .GET
-        request.headers.add(name: "X-Metadata-Token", value: token)
-        return try await send(request)
+        var headers = HTTPHeaders()
+        headers.add(name: "X-Metadata-Token", value: token)
+        return try await send(.GET, Self.securityKeyPath, headers: headers)
     }
 
-    private func send(_ request: HTTPClientRequest) async throws -> (status: Int, body: [UInt8]) {
+    /// One request, its whole answer collected. The deadline covers it all, connect to last
+    /// byte, as for IoTDA's requests (`request_timeout_ms`): async-http-client's `execute(_:deadline:)`
+    /// of `HTTPClientRequest` stops counting once the head is in, and a body that trickles in
+    /// stays under its read timeout. The request ends when the calling task is cancelled (a
+    /// reload supersedes a renewal in flight).
+    private func send(_ method: HTTPMethod, _ path: String, headers: HTTPHeaders) async throws -> (status: Int, body: [UInt8]) {
+        let deadline = NIODeadline.now() + TimeAmount(requestTimeout)
         do {
-            let response = try await http.client.execute(request, timeout: TimeAmount(Self.requestTimeout))
-            let body = try await response.body.collect(upTo: Self.maxBodyBytes)
-            return (Int(response.status.code), Array(body.readableBytesView))
-        } catch is NIOTooManyBytesError {
+            let request = try HTTPClient.Request(url: endpoint.baseURL + path, method: method, headers: headers)
+            let task = http.client.execute(
+                request: request, delegate: ResponseAccumulator(request: request, maxBodySize: Self.maxBodyBytes),
+                eventLoop: .indifferent, deadline: deadline, logger: nil)
+            let response = try await withTaskCancellationHandler {
+                try await task.futureResult.get()
+            } onCancel: {
+                task.cancel()
+            }
+            return (Int(response.status.code), response.body.map { Array($0.readableBytesView) } ?? [])
+        } catch is ResponseAccumulator.ResponseTooBigError {
             throw CleanerError.runtime("the ECS metadata service's answer is larger than \(Self.maxBodyBytes / 1024) KiB")
+        } catch let error as HTTPClientError where error == .deadlineExceeded {
+            throw CleanerError.runtime("the ECS metadata service at \(endpoint.baseURL) did not answer in full within \(requestTimeout.milliseconds) ms (\(method.rawValue) \(path))")
         } catch let error as CleanerError {
             throw error
         } catch {

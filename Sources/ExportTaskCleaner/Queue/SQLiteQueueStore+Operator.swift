@@ -26,7 +26,9 @@ extension SQLiteQueueStore {
                         SELECT id, export_task_id, project_id, state FROM export_tasks
                         WHERE ifnull(project_id, '') = '' AND export_task_id = ?1
                         """)
-                    for id in ids {
+                    // An ID named twice is one task: requeued once, with one audit row.
+                    var seen = Set<String>()
+                    for id in ids where seen.insert(id).inserted {
                         select.bind(id, at: 1)
                         var found = false
                         while try select.step() {

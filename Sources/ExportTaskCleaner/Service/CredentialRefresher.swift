@@ -20,6 +20,10 @@ public final class CredentialRefresher: Service, Sendable {
         var renewSoon = false
         /// The renewal asked for ends a paused circuit's pause (a reload).
         var probeAfterRenewal = false
+        /// The fetch in flight, which a reload cancels.
+        var inFlight: Task<MetadataCredentialsClient.Fetched, any Error>?
+        /// The fetch in flight was cancelled for a reload's: its end is no failure.
+        var cancelledForReload = false
     }
 
     /// The SDKs renew when less than this is left.
@@ -57,12 +61,20 @@ public final class CredentialRefresher: Service, Sendable {
     }
 
     /// Asks for a renewal now: after a refusal, or on a reload (`probe`: the new credentials end
-    /// a refusal's pause at once, as a key read again on a reload does).
+    /// a refusal's pause at once, as a key read again on a reload does). A reload cancels a fetch
+    /// in flight and a new one starts at once (README, "Reloading"): one hung on a metadata
+    /// service that does not finish its answer would otherwise hold the reload's. A refusal
+    /// does not: the requests in flight may bring several at once, and the fetch in flight is
+    /// new enough (another follows it all the same).
     public func renewSoon(probe: Bool) {
-        state.withLock {
-            $0.renewSoon = true
-            $0.probeAfterRenewal = $0.probeAfterRenewal || probe
+        let inFlight = state.withLock { state in
+            state.renewSoon = true
+            state.probeAfterRenewal = state.probeAfterRenewal || probe
+            guard probe, let task = state.inFlight else { return Task<MetadataCredentialsClient.Fetched, any Error>?.none }
+            state.cancelledForReload = true
+            return task
         }
+        inFlight?.cancel()
     }
 
     public func run() async throws {
@@ -87,10 +99,10 @@ public final class CredentialRefresher: Service, Sendable {
                 return state.probeAfterRenewal
             }
             do {
-                let fetched = try await fetch()
+                let fetched = try await fetchCancellable()
                 let at = clock.now()
-                guard fetched.expiresAt > at.addingTimeInterval(CredentialProvider.expiryMargin) else {
-                    throw CleanerError.runtime("the credentials fetched expire at \(Timestamp.format(fetched.expiresAt)), by the local clock (\(Timestamp.format(at))) already; is the local clock right?")
+                if let problem = CredentialProvider.expiryProblem(expiresAt: fetched.expiresAt, now: at) {
+                    throw CleanerError.runtime("the credentials fetched \(problem)")
                 }
                 guard fetched.expiresAt > (current.expiresAt ?? .distantPast) || probe else {
                     // The same credentials again (the metadata service renews them on its own
@@ -111,6 +123,16 @@ public final class CredentialRefresher: Service, Sendable {
             } catch {
                 // Cut off by shutdown: not a failure.
                 if Task.isCancelled { return }
+                let superseded = state.withLock { state in
+                    // A reload's probe is owed until a renewal succeeds.
+                    state.probeAfterRenewal = state.probeAfterRenewal || probe
+                    return state.cancelledForReload
+                }
+                if superseded {
+                    // Cancelled for a reload's renewal, which starts at once: not a failure.
+                    logger.debug("renewal in flight cancelled for a reload's", metadata: ["error": "\(error)"])
+                    continue
+                }
                 failures += 1
                 // A warning at the first failures and then at each doubling, not once a minute for ever.
                 let level: Logger.Level = failures <= 3 || failures.nonzeroBitCount == 1 ? .warning : .debug
@@ -122,6 +144,26 @@ public final class CredentialRefresher: Service, Sendable {
                 provider.expire(at: clock.now())
                 guard await sleepBeforeRetry(failures: failures) else { return }
             }
+        }
+    }
+
+    /// `fetch` in a task of its own, which ``renewSoon(probe:)`` cancels; cancelled too when
+    /// this task is (shutdown).
+    private func fetchCancellable() async throws -> MetadataCredentialsClient.Fetched {
+        let fetch = self.fetch
+        let task = Task { try await fetch() }
+        let reload = state.withLock {
+            $0.inFlight = task
+            $0.cancelledForReload = $0.renewSoon && $0.probeAfterRenewal
+            return $0.cancelledForReload
+        }
+        // A reload between the decision to fetch and now: this fetch is already superseded.
+        if reload { task.cancel() }
+        defer { state.withLock { $0.inFlight = nil } }
+        return try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
         }
     }
 

@@ -36,9 +36,9 @@ public struct CredentialSetup: Sendable {
             throw error
         }
         let fetchedAt = clock.now()
-        guard fetched.expiresAt > fetchedAt.addingTimeInterval(CredentialProvider.expiryMargin) else {
+        if let problem = CredentialProvider.expiryProblem(expiresAt: fetched.expiresAt, now: fetchedAt) {
             try? await client.shutdown()
-            throw CleanerError.runtime("the ECS metadata service's credentials expire at \(Timestamp.format(fetched.expiresAt)), which by the local clock (\(Timestamp.format(fetchedAt))) has passed; is the local clock right?")
+            throw CleanerError.runtime("the ECS metadata service's credentials \(problem)")
         }
         let provider = CredentialProvider(.accessKey(fetched.key), source: source, expiresAt: fetched.expiresAt,
                                           signing: signing, region: configuration.region)
