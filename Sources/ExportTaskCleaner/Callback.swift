@@ -4,7 +4,7 @@
 /// Swift 6.3.1 at `-O` rewraps a closure stored in a `Mutex` directly (as its value, an
 /// optional of it, or a tuple holding it) in two more reabstraction thunks each time
 /// `withLock { $0 }` reads it out: every call walks a longer chain, and after some 100,000
-/// reads the chain overflows the stack (docs/development.md, "Closures in locks"). A class
+/// reads the chain overflows the stack (README, "Endurance"). A class
 /// reference is stored as it is, so reading it costs the same on the millionth read as on
 /// the first. Keep every closure that a lock guards in one of these (or in a field of a
 /// struct, which the compiler does not rewrap).
