@@ -9,8 +9,9 @@ import Testing
 /// What runs once per request, scrape or tick must cost the same after hundreds of thousands
 /// of runs as after the first (README, "Endurance"). Each path is driven many
 /// times in process; the cost of an operation in the first tenth is compared with the last
-/// tenth, each the fastest of its ten chunks (robust to a machine busy with other suites), and
-/// the process's resident memory may not grow by more than a few bytes an operation. The
+/// tenth, each the fastest of its ten chunks by the thread's CPU time (robust to a machine
+/// busy with other suites), and
+/// the process's resident memory may not grow by as much as a leak would. The
 /// built binary's soak (`scripts/soak`, in CI) does the same for a whole service.
 @Suite("Endurance", .serialized)
 struct EnduranceTests {
@@ -29,11 +30,19 @@ struct EnduranceTests {
         }
     }
 
-    /// Runs `body` `operations` times in 100 chunks.
+    /// This thread's CPU time: unlike the wall clock, it does not count the time the suites
+    /// beside this one take the cores away.
+    static func threadCPUTime() -> Duration {
+        var spec = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &spec)
+        return .seconds(spec.tv_sec) + .nanoseconds(spec.tv_nsec)
+    }
+
+    /// Runs `body` `operations` times in 100 chunks, on one thread (the tests that call it are
+    /// synchronous), timing each chunk by this thread's CPU time.
     static func profile(_ operations: Int, _ body: (Int) -> Void) -> Profile {
         let chunks = 100
         let perChunk = operations / chunks
-        let clock = ContinuousClock()
         var times: [Duration] = []
         times.reserveCapacity(chunks)
         // A first chunk unmeasured: caches, lazily built state.
@@ -41,23 +50,27 @@ struct EnduranceTests {
         let residentBefore = residentBytes()
         var index = perChunk
         for _ in 0..<chunks {
-            let start = clock.now
+            let start = threadCPUTime()
             for _ in 0..<perChunk {
                 body(index)
                 index += 1
             }
-            times.append((clock.now - start) / perChunk)
+            times.append((threadCPUTime() - start) / perChunk)
         }
         return Profile(first: times.prefix(chunks / 10).min() ?? .zero, last: times.suffix(chunks / 10).min() ?? .zero,
                        residentGrowth: residentBytes() - residentBefore, operations: perChunk * chunks)
     }
 
-    /// The last tenth costs at most twice the first (and a microsecond for noise); memory grows
-    /// by less than 64 bytes an operation (the suites running beside this one allocate too).
+    /// The last tenth costs at most four times the first (and a microsecond for noise; the
+    /// bugs this holds off grow a hundredfold and end in a crash). Memory is
+    /// the whole process's, and the suites running beside this one allocate too (a CI run saw
+    /// 28 MB more during 100,000 scrapes that alone grew it by 192 KiB): held here to less
+    /// than 1 KiB an operation, a leak's size; `scripts/soak` holds a process of its own to a
+    /// flat line.
     static func expectFlat(_ profile: Profile, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) {
         print("endurance \(name): \(profile)")
-        #expect(profile.last <= profile.first * 2 + .microseconds(1), "\(name): \(profile)", sourceLocation: sourceLocation)
-        #expect(profile.residentGrowth < 64 * profile.operations, "\(name): \(profile)", sourceLocation: sourceLocation)
+        #expect(profile.last <= profile.first * 4 + .microseconds(1), "\(name): \(profile)", sourceLocation: sourceLocation)
+        #expect(profile.residentGrowth < 1_024 * profile.operations, "\(name): \(profile)", sourceLocation: sourceLocation)
     }
 
     static func residentBytes() -> Int {
@@ -155,10 +168,11 @@ struct EnduranceTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await service.run() }
                 group.addTask {
-                    // Scrapes while it works, until every task is done (bounded).
-                    for _ in 0..<1_000_000 where harness.transport.finished.events.count < 3_000 {
+                    // Scrapes while it works, until every task is done (bounded: 2 minutes).
+                    let deadline = ContinuousClock.now.advanced(by: .seconds(120))
+                    while harness.transport.finished.events.count < 3_000, ContinuousClock.now < deadline {
                         setup.collect()
-                        await Task.yield()
+                        try await Task.sleep(for: .milliseconds(1))
                     }
                 }
                 #expect(await harness.transport.finished.wait(timeout: .seconds(120)) { $0.count >= 3_000 })

@@ -152,8 +152,10 @@ struct UnfinishedAnswerTests {
             let client = try makeClient(endpoint: simulator.endpoint, requestTimeout: .seconds(2))
             let result = await client.delete(clientRequest("unfinished-1"))
             try await client.shutdown()
-            #expect(result.httpStatus == nil)
-            #expect(result.delivery == .unknown)
+            // The status line is the server's decision: the outcome, with the body missing.
+            #expect(result.httpStatus == 404 && result.classification == .notFound)
+            #expect(result.delivery == .answered)
+            #expect(result.requestID != nil)
             #expect(result.unfinishedAnswerStatus == 404)
             #expect(result.errorMessage == "answered HTTP 404 but did not finish its answer within 2000 ms")
             let verdict = SetupCheck.explain(result)

@@ -89,7 +89,7 @@ public enum SetupCheck {
         let detail = [result.httpStatus.map { "HTTP \($0)" }, result.errorCode, result.errorMessage,
                       result.requestID.map { "request ID \($0)" }]
             .compactMap { $0 }.map(TextFormat.printable).joined(separator: "; ")
-        if result.httpStatus == nil, result.unfinishedAnswerStatus != nil {
+        if result.unfinishedAnswerStatus != nil {
             // The head came and the body did not: the endpoint is reached (README, "Commands": check).
             return Verdict(ok: false, exitCode: 1, explanation:
                 "\(TextFormat.printable(result.errorMessage ?? "answered but did not finish its answer")): the endpoint can be reached, but the server or a proxy on the way stalls in the middle of an answer; try again, and check proxies")

@@ -38,6 +38,9 @@ final class DeleteResponseDelegate: HTTPClientResponseDelegate {
     /// The answer's status once its head has come; nil before.
     var receivedStatus: Int? { received.withLock { $0.status == 0 ? nil : $0.status } }
 
+    /// What came before a failure: the head, and as much of the body as arrived.
+    var receivedSoFar: ReceivedResponse { received.withLock { $0 } }
+
     func didSendRequestHead(task: HTTPClient.Task<ReceivedResponse>, _ head: HTTPRequestHead) {
         headSent.store(true, ordering: .releasing)
     }

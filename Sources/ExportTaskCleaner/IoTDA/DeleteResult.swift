@@ -63,8 +63,9 @@ public struct DeleteResult: Sendable, Hashable {
     /// On a 401: how far the local clock is from the server's, by the response's `Date` header.
     public var clockOffset: ClockOffset?
     /// The status of an answer whose head came but whose body did not (cut off by the request's
-    /// deadline, or a connection that broke): no response for the task (``httpStatus`` is nil),
-    /// but `check --probe` tells it from a server that cannot be reached.
+    /// deadline, or a connection that broke). The status line is the server's decision, so it is
+    /// the outcome (``httpStatus``, with the error body missing); `check --probe` names it as a
+    /// server that stalls in the middle of an answer.
     public var unfinishedAnswerStatus: Int?
     /// Which credentials signed the request (``CredentialProvider/Current/generation``): a
     /// refusal of older ones says nothing about the credentials in hand.

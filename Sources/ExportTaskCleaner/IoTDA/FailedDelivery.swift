@@ -42,8 +42,11 @@ enum FailedDelivery {
             // A failed handshake: no request goes out before the handshake completes.
             return String(describing: error).hasPrefix("handshakeFailed")
         case "NIOSSLExtraError":
-            // The server's name or certificate did not verify, during the handshake.
-            return true
+            // The server's name did not verify, or could not be sent, during the handshake (not
+            // `noForwardProgress`, which a write may raise after data went out).
+            let description = String(describing: error)
+            return ["failedToValidateHostname", "invalidSNIHostname", "cannotUseIPAddressInSNI"]
+                .contains { description.contains($0) }
         default:
             return false
         }

@@ -237,27 +237,43 @@ public final class IoTDAClient: IoTDATransport, Sendable {
                     classification: .rejected, delivery: .notSent,
                     errorMessage: "the HTTP client refused the request: \(error.shortDescription)", duration: duration)
             }
+            if let status = delegate.receivedStatus {
+                // The head came and the body did not: the status line is the server's decision
+                // (a 2xx deleted it), so it is the outcome; only the error body is missing.
+                var result = answered(delegate.receivedSoFar, generation: generation, duration: duration)
+                result.errorMessage = describeUnfinished(error, status: status)
+                result.unfinishedAnswerStatus = status
+                return result
+            }
             let delivery = FailedDelivery.classify(error, headWritten: delegate.wasHeadSent)
-            let answered = delegate.receivedStatus
-            let message = answered.map { describeUnfinished(error, status: $0) } ?? describe(error)
+            let message = describe(error)
             logger.trace(
                 "delete failed without a response",
                 metadata: [
                     "export_task_id": "\(request.exportTaskID)", "delivery": "\(delivery.rawValue)",
                     "error": "\(message)",
                 ])
-            var result = DeleteResult.noResponse(delivery: delivery, message: message, duration: duration)
-            result.unfinishedAnswerStatus = answered
-            return result
+            return .noResponse(delivery: delivery, message: message, duration: duration)
         }
+        let result = answered(response, generation: generation, duration: clock.now - start)
+        logger.trace(
+            "delete answered",
+            metadata: [
+                "export_task_id": "\(request.exportTaskID)", "http_status": "\(response.status)",
+                "request_id": "\(result.requestID ?? "")",
+            ])
+        return result
+    }
 
+    /// The result of an answer: its status, and what its headers and error body say.
+    private func answered(_ response: ReceivedResponse, generation: Int, duration: Duration) -> DeleteResult {
         let arrived = now()
         var result = DeleteResult(
             classification: DeleteClassification(httpStatus: response.status),
             delivery: .answered,
             httpStatus: response.status,
             requestID: response.requestID,
-            duration: clock.now - start
+            duration: duration
         )
         result.credentialsGeneration = generation
         if !(200..<300).contains(response.status) {
@@ -273,12 +289,6 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             // For the clock diagnosis: IAM refuses a signature whose time is 15 minutes off.
             result.clockOffset = ClockOffset(local: arrived, server: serverTime)
         }
-        logger.trace(
-            "delete answered",
-            metadata: [
-                "export_task_id": "\(request.exportTaskID)", "http_status": "\(response.status)",
-                "request_id": "\(result.requestID ?? "")",
-            ])
         return result
     }
 

@@ -118,8 +118,10 @@ extension CleanerService {
             schedule(.writeDeadlinePassed, after: wait, in: &timers, sink: sink)
         case .abandonUnwritten(let held):
             logger.error("outcomes still not written after the shutdown grace period; giving up", metadata: ["tasks": "\(held)"])
-        case .cancelRequestsInFlight(let inFlight):
-            logger.warning("shutdown grace expired; cancelling requests in flight", metadata: ["in_flight": "\(inFlight)"])
+        case .cancelRequestsInFlight(let runnersHolding):
+            logger.warning("shutdown grace expired; cancelling requests in flight", metadata: [
+                "in_flight": "\(requestsInFlight.load(ordering: .relaxed))", "runners": "\(runnersHolding)",
+            ])
             runners.cancelAll()
         }
     }
