@@ -1,4 +1,4 @@
-/// An error the user can act on: what went wrong, and which exit status it maps to (README,
+/// An error the user can act on: what went wrong, and which exit status it maps to (docs/commands.md,
 /// "Commands").
 ///
 /// Modelled on swift-service-lifecycle's `ServiceGroupError`: an opaque code of static

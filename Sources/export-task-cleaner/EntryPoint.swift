@@ -8,12 +8,12 @@ import Glibc
 import Musl
 #endif
 
-/// Parses the command line, runs the command, and maps failures to the README's exit
-/// statuses ("Commands"): 1 run-time failure, 2 bad usage or configuration, 3 credentials refused (`run --drain`).
+/// Parses the command line, runs the command, and maps failures to the exit
+/// statuses of docs/commands.md: 1 run-time failure, 2 bad usage or configuration, 3 credentials refused (`run --drain`).
 @main
 enum EntryPoint {
     static func main() async {
-        // SIGHUP reloads `run` (README, "Reloading"), and its default action ends the process:
+        // SIGHUP reloads `run` (docs/operations.md, "Reloading"), and its default action ends the process:
         // ignored from main's first statement, before argument parsing and before any thread,
         // until the reloader takes it over. Other commands keep the default.
         if CommandLine.arguments.dropFirst().first == "run" { signal(SIGHUP, SIG_IGN) }
@@ -36,7 +36,7 @@ enum EntryPoint {
                 ExportTaskCleanerCommand.exit(withError: error)  // --help, --version
             }
             if code == .validationFailure {
-                // ArgumentParser's usage errors: the README says bad usage is 2.
+                // ArgumentParser's usage errors: docs/commands.md says bad usage is 2.
                 Console.error(ExportTaskCleanerCommand.fullMessage(for: error))
                 exit(2)
             }

@@ -103,7 +103,7 @@ struct RunCommand: AsyncParsableCommand {
             .init(service: watchdog, successTerminationBehavior: .ignore),
         ]
         var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        // The cleaner ends its own grace period and, 5 s later, its writes of outcomes (README,
+        // The cleaner ends its own grace period and, 5 s later, its writes of outcomes (docs/operations.md,
         // "Behaviour under failures"); a write may block for SQLite's busy timeout (10 s) on
         // top. Past this, cancellation takes over: a backstop, not the plan.
         group.maximumGracefulShutdownDuration = options.shutdownGrace + options.outcomeWriteGrace + .seconds(15)

@@ -3,7 +3,7 @@ import Testing
 
 @testable import ExportTaskCleaner
 
-/// The audit log's hash chain (README, "The database"): every way of editing the log with the
+/// The audit log's hash chain (docs/database.md, "The database"): every way of editing the log with the
 /// triggers dropped is named by `verifyAuditChain`, and the chain survives concurrent writers
 /// and a migration from the schema before it.
 @Suite("Audit chain")

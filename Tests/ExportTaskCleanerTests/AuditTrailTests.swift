@@ -8,7 +8,7 @@ import Testing
 
 @testable import ExportTaskCleaner
 
-/// README, "The database" and "Behaviour under failures": every request that may have been
+/// docs/database.md and docs/operations.md, "Behaviour under failures": every request that may have been
 /// sent is on record, and no outcome the server confirmed is dropped.
 @Suite("Audit trail: attempts written ahead, answers after a lost lease, outcomes never dropped")
 struct AuditTrailTests {

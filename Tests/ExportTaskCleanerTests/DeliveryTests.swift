@@ -6,7 +6,7 @@ import NIOCore
 import Synchronization
 import Testing
 
-/// `delivery` of a request without an answer (README, "The database"): `not_sent` only when the
+/// `delivery` of a request without an answer (docs/database.md, "The database"): `not_sent` only when the
 /// request provably never left.
 @Suite("Delivery of unanswered requests")
 struct DeliveryTests {

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ExportTaskCleaner
 
-/// README, "Behaviour under failures", with the built binary: every request the server
+/// docs/operations.md, "Behaviour under failures", with the built binary: every request the server
 /// received is on record, even when a runner stalls past its lease beside another.
 @Suite("End to end: the audit trail under stalls")
 struct EndToEndAuditTests {

@@ -7,7 +7,7 @@ import Synchronization
 import Testing
 
 /// What runs once per request, scrape or tick must cost the same after hundreds of thousands
-/// of runs as after the first (README, "Endurance"). Each path is driven many
+/// of runs as after the first (docs/development.md, "Endurance"). Each path is driven many
 /// times in process; the cost of an operation in the first tenth is compared with the last
 /// tenth, each the fastest of its ten chunks by the thread's CPU time (robust to a machine
 /// busy with other suites), and

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Hostile input met through the commands, as an operator or a feeding tool meets it: the built
-/// binary as a child process (README, "Commands" and "Behaviour under failures").
+/// binary as a child process (docs/commands.md and docs/operations.md, "Behaviour under failures").
 @Suite("Hostile input, through the commands")
 struct HostileCommandTests {
     private func run(_ world: World, _ arguments: [String], config: [String: Any]? = [:],

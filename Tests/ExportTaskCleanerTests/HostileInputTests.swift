@@ -5,7 +5,7 @@ import ServiceLifecycleTestKit
 import Testing
 
 /// Input from outside — rows other tools wrote, server answers, configuration — that once
-/// made a wrong URL, a crash or a task parked for years (README, "Behaviour under failures").
+/// made a wrong URL, a crash or a task parked for years (docs/operations.md, "Behaviour under failures").
 @Suite("Hostile input, in the library")
 struct HostileInputTests {
     @Test("rows written with plain SQL whose IDs would make a wrong URL or header are invalid, never sent")

@@ -6,7 +6,7 @@ import Testing
 
 @testable import ExportTaskCleaner
 
-/// The metrics endpoint against clients that do not play by the rules (README, "Metrics"): a
+/// The metrics endpoint against clients that do not play by the rules (docs/metrics.md, "Metrics"): a
 /// request that never ends, a flood of pipelined requests, and the thread the endpoint runs on.
 /// Raw connections on 127.0.0.1; every wait is bounded by a deadline.
 @Suite("Metrics endpoint, hostile clients")

@@ -2,7 +2,7 @@ import ExportTaskCleaner
 import Foundation
 import Testing
 
-/// What `audit`, `status --json` and `enqueue` print, through the built binary (README,
+/// What `audit`, `status --json` and `enqueue` print, through the built binary (docs/commands.md,
 /// "Commands"): the shapes other tools read.
 @Suite("Command output: audit, status --json, enqueue")
 struct OutputTests {
@@ -117,7 +117,7 @@ struct OutputTests {
         try await world.stop()
     }
 
-    /// The keys README documents, each always present (null when nothing is known). Checked as
+    /// The keys docs/commands.md documents, each always present (null when nothing is known). Checked as
     /// a subset: a key added later (the audit chain's `audit_head`) breaks no reader.
     static let statusKeys: Set<String> = ["counts", "oldest_pending_enqueued_at", "oldest_pending_age_seconds", "next_retry_at",
                                           "last_outcome", "last_error", "held_by", "database"]

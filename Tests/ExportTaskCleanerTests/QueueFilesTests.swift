@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-/// The queue's files are shared with the service's group whoever creates them (README,
+/// The queue's files are shared with the service's group whoever creates them (docs/database.md,
 /// "Feeding the queue"); the system test shows the same under systemd with a feeding user.
 @Suite("Queue files")
 struct QueueFilesTests {

@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-/// SIGHUP reloads `run` (README, "Reloading"); its default action ends a process, so `run` ignores
+/// SIGHUP reloads `run` (docs/operations.md, "Reloading"); its default action ends a process, so `run` ignores
 /// it before anything else, argument parsing included, and a reload sent as the service starts
 /// never kills it (#21). The built binary as a child process.
 @Suite("SIGHUP as run starts")

@@ -5,7 +5,7 @@ import Glibc
 import Musl
 #endif
 
-/// `export-task-cleaner check [--probe]` (README, "Commands"): what the configuration,
+/// `export-task-cleaner check [--probe]` (docs/commands.md, "Commands"): what the configuration,
 /// the credentials and the database look like before the service is enabled. Nothing here
 /// writes to the queue.
 public enum SetupCheck {
@@ -90,7 +90,7 @@ public enum SetupCheck {
                       result.requestID.map { "request ID \($0)" }]
             .compactMap { $0 }.map(TextFormat.printable).joined(separator: "; ")
         if result.unfinishedAnswerStatus != nil {
-            // The head came and the body did not: the endpoint is reached (README, "Commands": check).
+            // The head came and the body did not: the endpoint is reached (docs/commands.md, "Commands": check).
             return Verdict(ok: false, exitCode: 1, explanation:
                 "\(TextFormat.printable(result.errorMessage ?? "answered but did not finish its answer")): the endpoint can be reached, but the server or a proxy on the way stalls in the middle of an answer; try again, and check proxies")
         }

@@ -1,7 +1,7 @@
 import FoundationEssentials
 import Logging
 
-/// The service's configuration: the README's JSON file ("Configuration"), with a default for every optional key.
+/// The service's configuration: the JSON file of docs/configuration.md, with a default for every optional key.
 public struct Configuration: Sendable, Equatable {
     public static let defaultPath = "/etc/export-task-cleaner/config.json"
     public static let pathEnvironmentVariable = "EXPORT_TASK_CLEANER_CONFIG"

@@ -1,7 +1,7 @@
 import NIOCore
 
 /// Where the metrics endpoint listens (`metrics.listen`): `HOST:PORT`, the host an IPv4
-/// address, `[IPv6]` or `localhost` (README, "Metrics"). Only what is written: a non-loopback
+/// address, `[IPv6]` or `localhost` (docs/metrics.md, "Metrics"). Only what is written: a non-loopback
 /// address exposes the metrics to the network, so it is never a default.
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var host: String

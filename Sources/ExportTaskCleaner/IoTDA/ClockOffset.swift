@@ -2,7 +2,7 @@ import FoundationEssentials
 
 /// How far the local clock is from a server's, read from a response's `Date` header (whole
 /// seconds). IAM refuses a signature whose `X-Sdk-Date` is more than 15 minutes off its clock, so
-/// on a 401 a large offset names the likely cause (README, "Authentication and credentials").
+/// on a 401 a large offset names the likely cause (docs/credentials.md, "Authentication and credentials").
 public struct ClockOffset: Sendable, Hashable {
     /// Positive when the local clock is ahead of the server's.
     public var seconds: Int

@@ -3,7 +3,7 @@ import Synchronization
 
 /// The credentials requests are signed with now. A long-running service replaces them while it
 /// runs: a reload (`SIGHUP`) with a rotated key, a key re-read before a paused circuit's probe,
-/// temporary credentials refreshed from the ECS metadata service (README, "Authentication and credentials").
+/// temporary credentials refreshed from the ECS metadata service (docs/credentials.md, "Authentication and credentials").
 ///
 /// Each request takes a snapshot (``authorization(at:)``), so a request in flight keeps the
 /// credentials it was signed with. Temporary credentials with an expiry are never handed out at
@@ -47,7 +47,7 @@ public final class CredentialProvider: Sendable {
     public static let expiryMargin: TimeInterval = 1
 
     /// Why temporary credentials that expire at `expiresAt` cannot be taken at `now`, by the
-    /// local clock: expired, or in their last second (README, "Authentication and
+    /// local clock: expired, or in their last second (docs/credentials.md, "Authentication and
     /// credentials"); nil when they can. Read after "the credentials …".
     public static func expiryProblem(expiresAt: Date, now: Date) -> String? {
         if expiresAt <= now {

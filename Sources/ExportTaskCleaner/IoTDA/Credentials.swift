@@ -5,7 +5,7 @@ public enum AuthMethod: String, Sendable {
     /// An IAM token in `X-Auth-Token`; nothing is signed.
     case token
     /// Temporary access keys of the ECS instance's IAM agency, from the metadata service;
-    /// nothing on disk (README, "Authentication and credentials").
+    /// nothing on disk (docs/credentials.md, "Authentication and credentials").
     case metadata
 }
 

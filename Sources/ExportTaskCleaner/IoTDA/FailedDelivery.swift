@@ -7,7 +7,7 @@ import Musl
 #endif
 
 /// Whether a request that failed without a response may have reached the server
-/// (README, "The database", `delivery`).
+/// (docs/database.md, "The database", `delivery`).
 ///
 /// `not_sent` only where the failure proves the request never left: no connection was made
 /// (refused, timed out, DNS, the TLS handshake), the client gave up waiting for a connection,

@@ -5,7 +5,7 @@ import NIOHTTP1
 import Synchronization
 
 /// Reads the temporary credentials of the ECS instance's IAM agency from the metadata service,
-/// as the official SDKs do (README, "Authentication and credentials"):
+/// as the official SDKs do (docs/credentials.md, "Authentication and credentials"):
 ///
 /// 1. `PUT {endpoint}/meta-data/latest/api/token` with `X-Metadata-Token-Ttl-Seconds: 21600`
 ///    returns a session token (kept for its life, less a minute);

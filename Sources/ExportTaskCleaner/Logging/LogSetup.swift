@@ -2,7 +2,7 @@ import Logging
 import Synchronization
 
 /// Logging to standard error (journald under systemd), at a level a reload can change
-/// (README, "Reloading").
+/// (docs/operations.md, "Reloading").
 public enum LogSetup {
     /// The level every logger made by ``bootstrap(level:)`` follows.
     public static let level = LogLevelControl(.info)

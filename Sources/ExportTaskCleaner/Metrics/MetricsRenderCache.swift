@@ -2,7 +2,7 @@ import NIOCore
 import Prometheus
 import Synchronization
 
-/// The registry rendered at most once each `reuse` (README, "Metrics"): a scrape within it of
+/// The registry rendered at most once each `reuse` (docs/metrics.md, "Metrics"): a scrape within it of
 /// the last render gets the same text. However many connections ask, the endpoint's thread
 /// renders at most ten times a second (100 ms); Prometheus scrapes every few seconds at most.
 final class MetricsRenderCache: Sendable {

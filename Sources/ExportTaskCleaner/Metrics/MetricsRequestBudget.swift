@@ -2,7 +2,7 @@ import NIOCore
 import NIOHTTP1
 
 /// Closes a metrics connection that makes requests faster than one an interval beyond a short
-/// burst (README, "Metrics"): a token bucket of `burst` requests, refilled one each `interval`.
+/// burst (docs/metrics.md, "Metrics"): a token bucket of `burst` requests, refilled one each `interval`.
 ///
 /// It sits between NIO's HTTP decoder and its pipelining handler, and counts each request as it
 /// is decoded. The pipelining handler alone bounds nothing here: the answers are written at

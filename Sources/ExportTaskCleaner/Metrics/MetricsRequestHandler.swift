@@ -2,7 +2,7 @@ import NIOCore
 import NIOHTTP1
 
 /// One connection's requests to the metrics endpoint: collects a request, then answers it
-/// (README, "Metrics").
+/// (docs/metrics.md, "Metrics").
 ///
 /// A whole request, head and body to its end, must come within the request timeout of the
 /// connection's start or of the last answer; else the connection is closed. A head alone is not

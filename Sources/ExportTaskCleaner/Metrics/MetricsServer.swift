@@ -11,17 +11,17 @@ import Prometheus
 import ServiceLifecycle
 import Synchronization
 
-/// Serves `GET /metrics` in Prometheus' text format on `metrics.listen` (README, "Metrics"),
+/// Serves `GET /metrics` in Prometheus' text format on `metrics.listen` (docs/metrics.md, "Metrics"),
 /// with SwiftNIO's HTTP/1 on an event loop of its own.
 ///
-/// Any other path is 404, any other method 405. The limits (``Limits``) are the README's: a
+/// Any other path is 404, any other method 405. The limits (``Limits``) are docs/metrics.md's: a
 /// thread of its own, so that no client of the endpoint can hold up the IoTDA client's event
 /// loops; a whole request (head and body) within 10 s; a budget of requests per connection, so
 /// that pipelined requests cannot pile up renders; and bounded bodies, buffers and connections.
 /// A scrape reads the service's figures under short locks and renders the registry on the
 /// endpoint's own loop, at most once each 100 ms.
 public final class MetricsServer: Service, Sendable {
-    /// The requests a connection may make, and the connections there may be (README, "Metrics").
+    /// The requests a connection may make, and the connections there may be (docs/metrics.md, "Metrics").
     struct Limits: Sendable {
         /// The longest a whole request (head and body to its end) may take: from the
         /// connection's start or the last answer. Also the longest an idle connection is kept.

@@ -2,7 +2,7 @@ import Logging
 import Prometheus
 import Synchronization
 
-/// What `metrics.listen` turns on (README, "Metrics"): a Prometheus registry, the service's
+/// What `metrics.listen` turns on (docs/metrics.md, "Metrics"): a Prometheus registry, the service's
 /// metrics recorded into it through swift-metrics, the process metrics, and the endpoint.
 public final class MetricsSetup: Sendable {
     public let metrics: ServiceMetrics

@@ -2,7 +2,7 @@ import CoreMetrics
 import FoundationEssentials
 import Synchronization
 
-/// The service's metrics (README, "Metrics"), recorded through swift-metrics with the factory
+/// The service's metrics (docs/metrics.md, "Metrics"), recorded through swift-metrics with the factory
 /// given (Prometheus' in `run`), so that nothing depends on a global bootstrap. Every series
 /// exists from the start, at zero, so that rates and alerts work before the first event.
 public final class ServiceMetrics: Sendable {

@@ -2,7 +2,7 @@ import FoundationEssentials
 
 extension AuditFilter {
     /// An age may go back this far at most: a hundred years of 365.25 days (36,525 days), so no
-    /// arithmetic on it overflows (README, "Commands": `audit --since`).
+    /// arithmetic on it overflows (docs/commands.md, "Commands": `audit --since`).
     public static let longestAge: Double = 36_525 * 86_400
 
     /// `audit --since`: ISO 8601 (`2026-11-29`, `2026-11-29T15:00:00Z`; a day that does not

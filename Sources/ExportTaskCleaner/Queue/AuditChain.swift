@@ -1,6 +1,6 @@
 import Crypto
 
-/// Tamper evidence for `audit_log` (README, "The database"): each row's `hash` is SHA-256 over
+/// Tamper evidence for `audit_log` (docs/database.md, "The database"): each row's `hash` is SHA-256 over
 /// the previous row's hash and the row's own content, so a row changed, deleted, replaced or
 /// slipped in out of order breaks the chain from there on. Rows are hashed inside the
 /// transaction that writes them, so concurrent writers take turns through SQLite's write lock.

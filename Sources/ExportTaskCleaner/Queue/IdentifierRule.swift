@@ -1,6 +1,6 @@
 /// The rule for the identifiers that go into a request's path and headers — export task ID,
 /// project ID, instance ID — wherever they come from: the configuration, the command line, or a
-/// row another tool wrote (README, "Behaviour under failures"). IoTDA's own: 1 to
+/// row another tool wrote (docs/operations.md, "Behaviour under failures"). IoTDA's own: 1 to
 /// `maximumLength` ASCII letters, digits, `_` or `-`; so never empty, never `.` or `..`, never a
 /// control character, a `/` or a space.
 public struct IdentifierRule: Sendable {

@@ -7,7 +7,7 @@ import Darwin
 #endif
 
 /// The queue's files — the database and SQLite's `-wal` and `-shm` beside it — are shared with
-/// the service's group, whoever creates them (README, "Feeding the queue").
+/// the service's group, whoever creates them (docs/database.md, "Feeding the queue").
 ///
 /// SQLite creates a database 0644 less the umask, and gives `-wal` and `-shm` the database's
 /// mode. So a database made here is created 0660, whatever the umask, and `-wal`/`-shm` follow.

@@ -334,7 +334,7 @@ public struct AuditEntry: Sendable, Codable, Equatable {
     public var runner: String
     /// The answer came after the task's lease was lost: the task row did not take it.
     public var leaseLost = false
-    /// The audit chain's hash of the row (README, "The database"); nil only in a file whose
+    /// The audit chain's hash of the row (docs/database.md, "The database"); nil only in a file whose
     /// rows were never chained.
     public var hash: String? = nil
 

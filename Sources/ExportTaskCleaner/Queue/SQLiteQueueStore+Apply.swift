@@ -16,7 +16,7 @@ extension SQLiteQueueStore {
                 for (transition, held) in zip(transitions, applied) {
                     var record = transition.audit
                     if !held {
-                        // Every answer is on record (README, "The database"); a change made
+                        // Every answer is on record (docs/database.md, "The database"); a change made
                         // without a request is not, when the lease that would make it is gone.
                         guard record.hasRequest else { continue }
                         record.leaseLost = true

@@ -22,7 +22,7 @@ extension SQLiteQueueStore {
         }
     }
 
-    /// The claim writes each task's next attempt ahead (README, "The database"): once a task is
+    /// The claim writes each task's next attempt ahead (docs/database.md, "The database"): once a task is
     /// leased, a request for it may leave, and a crash must not lose count of it. A value
     /// another tool wrote that is not an integer in range counts as 0 (as ``claimedTask`` reads it).
     private static let attemptsAhead = """

@@ -1,7 +1,7 @@
 import CSQLite
 import FoundationEssentials
 
-// The tasks checked against their audit rows: `audit --verify` (README, "The database").
+// The tasks checked against their audit rows: `audit --verify` (docs/database.md, "The database").
 
 /// What the consistency check found.
 public struct ConsistencyReport: Sendable, Equatable {

@@ -18,7 +18,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     /// What opening changed in the files' modes and groups (``QueueFiles``), for the log.
     public let repairs: [QueueFiles.Repair]
 
-    /// The schema version this release writes (README, "The database").
+    /// The schema version this release writes (docs/database.md, "The database").
     public static var schemaVersion: Int { Schema.currentVersion }
 
     /// What a command opens the queue for.

@@ -77,7 +77,7 @@ enum Schema {
             WHEN NEW.hash IS NULL
             BEGIN SELECT RAISE(ABORT, 'audit_log rows are chained: a row without its hash is refused'); END;
         """,
-        // Version 3 (README, "The database"): attempts are written ahead at the claim, so a
+        // Version 3 (docs/database.md, "The database"): attempts are written ahead at the claim, so a
         // task claimed by an older release may have had a request sent that `attempts` does
         // not count yet; an answer recorded although the task's lease was lost (`lease_lost`);
         // attempts whose answer never came (`unanswered_attempts`), which make a later 404

@@ -4,7 +4,7 @@ public enum TaskState: String, Sendable, CaseIterable, Codable {
     case inProgress = "in_progress"
     case deleted
     case notFound = "not_found"
-    /// A 404 after an earlier attempt of this cycle whose answer never came (README, "The
+    /// A 404 after an earlier attempt of this cycle whose answer never came (docs/database.md, "The
     /// database"): that request may be what deleted it.
     case notFoundAfterUnknown = "not_found_after_unknown"
     case forbidden

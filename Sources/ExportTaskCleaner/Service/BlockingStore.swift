@@ -17,7 +17,7 @@ struct BlockingStore: Sendable {
 
     /// Runs whether or not the calling task is cancelled, as goqite writes an outcome with a
     /// context of its own: for the writes that record what the server did, which cancellation
-    /// must never drop (README, "Behaviour under failures"). Each is bounded by SQLite's busy
+    /// must never drop (docs/operations.md, "Behaviour under failures"). Each is bounded by SQLite's busy
     /// timeout; the recorder bounds how often it tries.
     func runShielded<T: Sendable>(_ body: @escaping @Sendable (any WorkQueue) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in

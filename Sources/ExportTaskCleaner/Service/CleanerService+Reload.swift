@@ -1,7 +1,7 @@
 import FoundationEssentials
 import Logging
 
-/// What a reload (`SIGHUP`, `systemctl reload`) may change while the service runs (README,
+/// What a reload (`SIGHUP`, `systemctl reload`) may change while the service runs (docs/operations.md,
 /// "Reloading"). The rest of the configuration takes a restart.
 public struct ReloadableSettings: Sendable {
     public var concurrency: Int

@@ -96,7 +96,7 @@ extension CleanerService {
                        audit: AuditRecord(outcome: .released, at: clock.now(), errorMessage: "not sent: \(reason)"))
     }
 
-    /// Maps a delete's result to what happens to the task (README, "Behaviour under failures").
+    /// Maps a delete's result to what happens to the task (docs/operations.md, "Behaviour under failures").
     func transition(for task: ClaimedTask, result: DeleteResult, cancelled: Bool) -> TaskTransition {
         let now = clock.now()
         let attempt = task.attempts + 1
@@ -112,7 +112,7 @@ extension CleanerService {
         case .deleted: return finish(.deleted, .deleted)
         case .notFound where task.unansweredAttempts > 0:
             // An earlier request of this cycle may have reached the server unanswered: it may
-            // be what deleted the task (README, "The database").
+            // be what deleted the task (docs/database.md, "The database").
             return finish(.notFoundAfterUnknown, .notFoundAfterUnknown)
         case .notFound: return finish(.notFound, .notFound)
         case .forbidden: return finish(.forbidden, .forbidden)

@@ -13,7 +13,7 @@ extension CleanerService {
     ///
     /// Two task groups: the runners in one, which the grace period's end cancels, and the
     /// shutdown watcher and the machine's timers in the other, which only the loop's end
-    /// cancels. A cancelled runner never fires a deadline (README, "Behaviour under failures").
+    /// cancels. A cancelled runner never fires a deadline (docs/operations.md, "Behaviour under failures").
     func workLoop(events: AsyncStream<LoopEvent>, sink: AsyncStream<LoopEvent>.Continuation) async -> RunOutcome {
         await withDiscardingTaskGroup(returning: RunOutcome.self) { timers in
             timers.addTask {

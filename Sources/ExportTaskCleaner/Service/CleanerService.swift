@@ -98,7 +98,7 @@ public final class CleanerService: Service, Sendable {
     public var statistics: CleanerStatistics {
         var statistics = shared.withLock { $0.statistics }
         // One definition of in flight for `status`, `STATUS=`, the log and the metrics:
-        // requests on the wire, not tasks that runners hold (README, "Metrics").
+        // requests on the wire, not tasks that runners hold (docs/metrics.md, "Metrics").
         statistics.inFlight = requestsInFlight.load(ordering: .relaxed)
         return statistics
     }
@@ -132,7 +132,7 @@ public final class CleanerService: Service, Sendable {
         ])
 
         // The recorder runs in a task of its own, out of cancellation's reach: cancelling the
-        // service must not drop an outcome the server confirmed (README, "Behaviour under
+        // service must not drop an outcome the server confirmed (docs/operations.md, "Behaviour under
         // failures"). It ends once finished below.
         let recording = Task { await self.recorder.run { batch, written in self.committed(batch, written: written, events: sink) } }
         let outcome = await withTaskGroup(of: Void.self, returning: RunOutcome.self) { background in

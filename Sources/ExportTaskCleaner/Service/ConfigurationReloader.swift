@@ -3,7 +3,7 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// Reloads on `SIGHUP` (`systemctl reload`; README, "Reloading"): reads the configuration file
+/// Reloads on `SIGHUP` (`systemctl reload`; docs/operations.md, "Reloading"): reads the configuration file
 /// and the credential source again and applies what can change safely while requests are in
 /// flight — the credentials, `log_level`, `max_requests_per_second`, `concurrency` and `retry`.
 /// A paused circuit probes at once with the credentials read. A configuration (or credential

@@ -3,7 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Keeps temporary credentials fresh (`auth.method: metadata`; README, "Authentication and credentials").
+/// Keeps temporary credentials fresh (`auth.method: metadata`; docs/credentials.md, "Authentication and credentials").
 ///
 /// Renews them before they expire, never per request: when less than 40 minutes are left (the
 /// official SDKs' threshold), or half their lifetime for credentials that live less than 80
@@ -62,7 +62,7 @@ public final class CredentialRefresher: Service, Sendable {
 
     /// Asks for a renewal now: after a refusal, or on a reload (`probe`: the new credentials end
     /// a refusal's pause at once, as a key read again on a reload does). A reload cancels a fetch
-    /// in flight and a new one starts at once (README, "Reloading"): one hung on a metadata
+    /// in flight and a new one starts at once (docs/operations.md, "Reloading"): one hung on a metadata
     /// service that does not finish its answer would otherwise hold the reload's. A refusal
     /// does not: the requests in flight may bring several at once, and the fetch in flight is
     /// new enough (another follows it all the same).

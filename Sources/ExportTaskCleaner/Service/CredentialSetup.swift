@@ -1,7 +1,7 @@
 import FoundationEssentials
 import Logging
 
-/// The credentials a run signs with, from the configured source (README, "Authentication and credentials"): the
+/// The credentials a run signs with, from the configured source (docs/credentials.md, "Authentication and credentials"): the
 /// provider the client reads, the reader that reads the source again (reload, probe), and for
 /// `auth.method: metadata` the refresher that renews them and its metadata client.
 public struct CredentialSetup: Sendable {

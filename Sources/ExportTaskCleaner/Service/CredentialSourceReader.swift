@@ -3,7 +3,7 @@ import Synchronization
 
 /// Reads the configured credential source again and hands what it finds to the provider: on a
 /// reload, and before each probe of a paused circuit, so that a key rotated on disk is used
-/// without a signal (README, "Authentication and credentials"). For `auth.method: metadata`
+/// without a signal (docs/credentials.md, "Authentication and credentials"). For `auth.method: metadata`
 /// the refresher renews the temporary credentials instead: at once after a refusal, so that
 /// the probe goes with new ones, and on a reload.
 public final class CredentialSourceReader: Sendable {

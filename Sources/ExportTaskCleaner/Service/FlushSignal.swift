@@ -1,7 +1,7 @@
 import Synchronization
 
 /// Ends a wait early: the group commit's wait for company ends when enough outcomes are
-/// waiting, when the service stops, or when the writer is finished (README, "Behaviour under
+/// waiting, when the service stops, or when the writer is finished (docs/operations.md, "Behaviour under
 /// failures": shutdown writes at once).
 final class FlushSignal: Sendable {
     private struct State {

@@ -1,7 +1,7 @@
 import FoundationEssentials
 
 /// The leases this service holds, as far as it knows: what housekeeping renews, and what a
-/// runner checks before it sends a claimed task (README, "Behaviour under failures").
+/// runner checks before it sends a claimed task (docs/operations.md, "Behaviour under failures").
 ///
 /// A lease holds until the time last written for it (at the claim, then at each renewal that
 /// succeeded), and only for the tasks the last renewal still found under it: a task another

@@ -8,7 +8,7 @@ import Synchronization
 /// next one gathers. After each batch, `run`'s `committed` handler learns which transitions
 /// were applied (their lease still held; where it did not, an answer still got its audit row).
 ///
-/// An outcome the server confirmed is never dropped (README, "Behaviour under failures"): a
+/// An outcome the server confirmed is never dropped (docs/operations.md, "Behaviour under failures"): a
 /// failed write (busy beyond the timeout, disk full) is retried with backoff for as long as the
 /// service runs, and the writes are shielded from cancellation. Only past the deadline that
 /// `finish(deadline:)` sets does a write that keeps failing get given up, with each outcome

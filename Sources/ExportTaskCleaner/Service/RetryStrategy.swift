@@ -11,7 +11,7 @@ public protocol RetryStrategy: Sendable {
     func backoff(attempts: Int, retryAfter: Duration?, unit: Double) -> Duration
 
     /// The longest `Retry-After` honoured: a longer one is cut to it, so that no answer can park
-    /// a task for years (README, "Behaviour under failures").
+    /// a task for years (docs/operations.md, "Behaviour under failures").
     var retryAfterLimit: Duration { get }
 }
 

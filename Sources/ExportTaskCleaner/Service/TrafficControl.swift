@@ -36,7 +36,7 @@ final class TrafficControl: Sendable {
 
     private let state: Mutex<State>
     /// Called as a paused circuit lets its probe through, before the probe is sent (outside
-    /// the lock): the service re-reads the credential source there (README, "Authentication and credentials").
+    /// the lock): the service re-reads the credential source there (docs/credentials.md, "Authentication and credentials").
     private let beforeProbe: (@Sendable () -> Void)?
 
     init(rate: Double, concurrency: Int, beforeProbe: (@Sendable () -> Void)? = nil) {

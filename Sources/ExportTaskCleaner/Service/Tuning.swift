@@ -140,7 +140,7 @@ enum Tuning {
     /// retried before the service gives up on them, logs each, and exits 1. With the grace
     /// period (10 s by default) and one write blocked for SQLite's busy timeout (10 s), this
     /// stays inside the unit's `TimeoutStopSec=60s`, which also covers writes queued behind
-    /// one another on the busy timeout (README, "Behaviour under failures").
+    /// one another on the busy timeout (docs/operations.md, "Behaviour under failures").
     static let outcomeWriteGrace: Duration = .seconds(5)
 
     /// After `failures` failed writes of a batch in a row: 100 ms, doubling to 5 s. Confirmed
@@ -168,6 +168,6 @@ enum Tuning {
     // MARK: Retries
 
     /// The longest `Retry-After` honoured, unless `max_delay` is longer: no answer can park a
-    /// task for years (README, "Behaviour under failures").
+    /// task for years (docs/operations.md, "Behaviour under failures").
     static let retryAfterLimit: Duration = .seconds(3_600)
 }
