@@ -14,8 +14,9 @@ struct AuditCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only rows of this export task ID.", valueName: "id"))
     var task: String?
 
-    @Option(name: .long, help: ArgumentHelp("Only rows of tasks now in this state.",
-                                            valueName: TaskState.allCases.map(\.rawValue).joined(separator: "|")))
+    @Option(name: .long, help: ArgumentHelp(
+        "Only rows of tasks now in this state: \(TaskState.allCases.map(\.rawValue).joined(separator: ", ")).",
+        valueName: "state"))
     var state: String?
 
     @Option(name: .long, help: ArgumentHelp("Only rows with this outcome.", valueName: "outcome"))

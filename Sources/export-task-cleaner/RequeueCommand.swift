@@ -10,8 +10,9 @@ struct RequeueCommand: ParsableCommand {
 
     @OptionGroup var config: ConfigOption
 
-    @Option(name: .long, help: ArgumentHelp("Requeue every task in this finished state.",
-                                            valueName: TaskState.finished.map(\.rawValue).joined(separator: "|")))
+    @Option(name: .long, help: ArgumentHelp(
+        "Requeue every task in this finished state: \(TaskState.finished.map(\.rawValue).joined(separator: ", ")).",
+        valueName: "state"))
     var state: String?
 
     @Argument(help: "Export task IDs to requeue.")
