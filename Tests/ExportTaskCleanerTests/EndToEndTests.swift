@@ -302,12 +302,7 @@ struct World {
     /// Checks `condition` every 20 ms until it holds or `timeout` passes: a bounded watch on
     /// another process, which sends no events of its own.
     func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if try condition() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return try condition()
+        try await ExportTaskCleanerTests.eventually(timeout: timeout, condition)
     }
 }
 

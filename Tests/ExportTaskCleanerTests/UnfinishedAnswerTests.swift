@@ -60,7 +60,7 @@ struct UnfinishedAnswerTests {
         #expect(await events.wait { $0.contains("fetch") })
         // The securitykey GET has reached the simulator and hangs on its answer (the session
         // token is the one in hand): a bounded watch, as the server sends no events.
-        #expect(try await Self.eventually { simulator.counters.metadataCredentialRequests == 2 })
+        #expect(try await eventually(timeout: .seconds(20)) { simulator.counters.metadataCredentialRequests == 2 })
         simulator.setMetadataDripping(every: nil)
         refresher.renewSoon(probe: true)
         #expect(await events.wait { $0.contains("replaced") })
@@ -163,16 +163,5 @@ struct UnfinishedAnswerTests {
             #expect(verdict.explanation.hasPrefix("answered HTTP 404 but did not finish its answer within 2000 ms: the endpoint can be reached"), "\(verdict.explanation)")
             #expect(!verdict.explanation.contains("cannot be reached"))
         }
-    }
-
-    /// Checks `condition` every 10 ms until it holds or 20 s pass: a bounded watch on the
-    /// simulator, which sends no events of its own.
-    static func eventually(_ condition: () -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        return condition()
     }
 }
