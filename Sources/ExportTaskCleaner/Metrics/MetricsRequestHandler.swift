@@ -97,6 +97,8 @@ final class MetricsRequestHandler: ChannelInboundHandler {
         } else if !keepAlive {
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             written.whenComplete { _ in loopBound.value.close(promise: nil) }
+            // A client that never reads the answer holds no slot past the deadline.
+            armDeadline(context: context)
         } else {
             armDeadline(context: context)
         }
