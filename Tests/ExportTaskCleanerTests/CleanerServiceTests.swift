@@ -99,7 +99,9 @@ struct CleanerServiceTests {
         // Started: never more than the rate in any second.
         let starts = busiestSecond(harness.transport.startTimes.events)
         #expect(starts <= 40)
-        #expect(starts >= 35)
+        // And the rate is nearly reached: runners that a machine busy with other suites wakes
+        // late spread the starts out (34 seen there); unpaced or throttled it would be far off.
+        #expect(starts >= 30)
         // Arrived: the 1% margin absorbs loopback's usual jitter; on a test machine busy with
         // other suites the server may read a few requests late and see them bunched (up to 49
         // seen with all suites running at once on 2 cores). Unpaced, all 60 would arrive in one.
