@@ -17,8 +17,16 @@ struct EndToEndAuditTests {
         let stalled = try world.launch(["run", "--drain"], config: config)
         #expect(try await world.eventually { try world.scalar("SELECT count(*) FROM audit_log") >= 20 })
         // Stopped with requests in flight and tasks claimed ahead, until the other runner has
-        // swept its leases, and two seconds more.
-        stalled.signal(SIGSTOP)
+        // swept its leases, and two seconds more. Stopped outside a write transaction: one
+        // stopped while it holds SQLite's write lock blocks every writer, the sweep included,
+        // which is not the stall this test is about (a CI run met it once).
+        for _ in 0..<100 {
+            stalled.signal(SIGSTOP)
+            if try world.writeLockIsFree() { break }
+            stalled.signal(SIGCONT)
+            try await Task.sleep(for: .milliseconds(Int.random(in: 1...20)))
+        }
+        #expect(try world.writeLockIsFree())
         let other = try world.launch(["run", "--drain"], config: config)
         #expect(try await world.eventually { try world.scalar("SELECT count(*) FROM audit_log WHERE outcome = 'lease_expired'") > 0 })
         let sweptAt = ContinuousClock.now
@@ -48,6 +56,19 @@ struct EndToEndAuditTests {
 }
 
 extension World {
+    /// Whether no process holds the database's write lock now (tried at once, not waited for).
+    func writeLockIsFree() throws -> Bool {
+        let db = try SQLiteConnection(path: database)
+        try db.execute("PRAGMA busy_timeout = 0")
+        do {
+            try db.execute("BEGIN IMMEDIATE")
+        } catch {
+            return false
+        }
+        try db.execute("ROLLBACK")
+        return true
+    }
+
     /// Per export task ID: its audit rows that may stand for a request (delivery `answered` or
     /// `unknown`), and its `attempts`.
     func requestRecords() throws -> [String: (rows: Int, attempts: Int)] {
