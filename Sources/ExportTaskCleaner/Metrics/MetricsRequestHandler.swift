@@ -94,12 +94,13 @@ final class MetricsRequestHandler: ChannelInboundHandler {
         if !context.channel.isWritable {
             // A client that does not read its answers gets no more: nothing piles up for it.
             context.close(promise: nil)
-        } else if !keepAlive {
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            written.whenComplete { _ in loopBound.value.close(promise: nil) }
-            // A client that never reads the answer holds no slot past the deadline.
-            armDeadline(context: context)
         } else {
+            if !keepAlive {
+                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                written.whenComplete { _ in loopBound.value.close(promise: nil) }
+            }
+            // The next request, or (closing) a client that never reads this answer, within the
+            // deadline.
             armDeadline(context: context)
         }
     }
