@@ -207,7 +207,7 @@ public enum Demo {
         do {
             let store = try SQLiteQueueStore(path: databasePath)
             try writeConfig(path: configPath, databasePath: databasePath, endpoint: simulator.endpoint)
-            try enqueue(options.tasks, into: store)
+            try await enqueue(options.tasks, into: store)
 
             let cleanerOptions = CleanerOptions(
                 projectID: projectID, concurrency: options.concurrency,
@@ -240,7 +240,7 @@ public enum Demo {
             if let runError { throw runError }
 
             let statistics = service.statistics
-            let counts = try store.counts()
+            let counts = try await store.counts()
             return Report(
                 tasks: options.tasks, concurrency: options.concurrency, latency: options.latency, endpoint: simulator.endpoint,
                 mixDescription: options.mix == .realistic ? "realistic mix" : "custom mix", signing: signing, counts: counts, requests: statistics.requests, retries: statistics[.retry],
@@ -286,13 +286,13 @@ public enum Demo {
     }
 
     /// Queues `demo-000001` … in transactions of up to 50,000.
-    static func enqueue(_ count: Int, into store: SQLiteQueueStore) throws {
+    static func enqueue(_ count: Int, into store: any QueueStore) async throws {
         let now = Date()
         var next = 1
         while next <= count {
             let last = min(count, next + 49_999)
             let items = (next...last).map { EnqueueItem(exportTaskID: exportTaskID($0)) }
-            let summary = try store.enqueue(items, now: now)
+            let summary = try await store.enqueue(items, now: now)
             guard summary.invalid.isEmpty, summary.queued == items.count else {
                 throw CleanerError.runtime("the demo queue did not take its IDs (\(summary.queued) of \(items.count) queued)")
             }

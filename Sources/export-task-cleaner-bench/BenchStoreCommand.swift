@@ -12,7 +12,7 @@ import Musl
 /// each with its audit row, as after a 204) until nothing is left. A binary of its own, built
 /// beside the product but not shipped (`scripts/package` packages `export-task-cleaner` only).
 @main
-struct BenchStoreCommand: ParsableCommand {
+struct BenchStoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export-task-cleaner-bench-store",
         abstract: "Measures the queue store's claim and finish throughput on a fresh database.")
@@ -34,15 +34,15 @@ struct BenchStoreCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
-        let store = try SQLiteQueueStore(path: database)
+    func run() async throws {
+        let store: any QueueStore = try SQLiteQueueStore(path: database)
         let fillStart = ContinuousClock.now
         var items: [EnqueueItem] = []
         items.reserveCapacity(tasks)
         for index in 0..<tasks {
             items.append(EnqueueItem(exportTaskID: "bench-\(index)"))
         }
-        let summary = try store.enqueue(items, now: Date())
+        let summary = try await store.enqueue(items, now: Date())
         items = []
         let fillSeconds = (ContinuousClock.now - fillStart).timeInterval
         guard summary.queued == tasks else {
@@ -58,7 +58,7 @@ struct BenchStoreCommand: ParsableCommand {
             rounds += 1
             let now = Date()
             let claimStart = ContinuousClock.now
-            let claimed = try store.claim(limit: batch, leaseToken: "bench-\(rounds)",
+            let claimed = try await store.claim(limit: batch, leaseToken: "bench-\(rounds)",
                                           leaseUntil: now.addingTimeInterval(300), now: now)
             claimTime += ContinuousClock.now - claimStart
             if claimed.isEmpty { break }
@@ -69,7 +69,7 @@ struct BenchStoreCommand: ParsableCommand {
                                                   durationMilliseconds: 20, httpStatus: 204,
                                                   requestID: "0123456789abcdef0123456789abcdef", delivery: .answered))
             }
-            let applied = try store.apply(transitions)
+            let applied = try await store.apply(transitions)
             finished += applied.filter { $0 }.count
         }
         let seconds = (ContinuousClock.now - start).timeInterval

@@ -4,7 +4,7 @@ import FoundationEssentials
 
 extension AuditFormat: ExpressibleByArgument {}
 
-struct AuditCommand: ParsableCommand {
+struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
         abstract: "Prints the audit log, newest last: one row per request sent, and one per change made without a request.")
@@ -41,11 +41,11 @@ struct AuditCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         if verify {
-            let (_, store) = try config.openStore(for: .inspect)
-            let chain = try store.verifyAuditChain()
-            let tasks = try store.checkConsistency()
+            let (chain, tasks) = try await config.withStore(for: .inspect) { _, store in
+                (try await store.verifyAuditChain(), try await store.checkConsistency())
+            }
             if let problem = chain.problem {
                 Console.error("audit chain broken after \(chain.rows) good rows: \(problem)")
             } else {
@@ -80,17 +80,18 @@ struct AuditCommand: ParsableCommand {
             }
             filter.since = date
         }
-        let (_, store) = try config.openStore(for: .inspect)
-        var output = BufferedOutput()
-        let writer = AuditWriter(format: format)
-        output.write(writer.header)
-        var first = true
-        try store.auditEntries(filter) { entry in
-            output.write(try writer.row(entry, first: first))
-            first = false
+        try await config.withStore(for: .inspect) { _, store in
+            var output = BufferedOutput()
+            let writer = AuditWriter(format: format)
+            output.write(writer.header)
+            var first = true
+            try await store.auditEntries(filter) { entry in
+                output.write(try writer.row(entry, first: first))
+                first = false
+            }
+            output.write(writer.footer(empty: first))
+            output.flush()
         }
-        output.write(writer.footer(empty: first))
-        output.flush()
     }
 
 }

@@ -18,9 +18,19 @@ struct ConfigOption: ParsableArguments {
         try ConfigurationLoader.load(path: path)
     }
 
-    /// The configuration and its queue, opened for `purpose`.
-    func openStore(for purpose: SQLiteQueueStore.Purpose) throws -> (Configuration, SQLiteQueueStore) {
+    /// Runs `body` with the configuration and its queue, opened for `purpose`; closes the
+    /// queue after it, whichever way it ends.
+    func withStore<T>(for purpose: StorePurpose,
+                      _ body: (Configuration, any QueueStore) async throws -> T) async throws -> T {
         let configuration = try load()
-        return (configuration, try SQLiteQueueStore(path: configuration.database, purpose: purpose))
+        let store = try await StoreOpening.open(database: configuration.database, purpose: purpose)
+        do {
+            let result = try await body(configuration, store)
+            await store.close()
+            return result
+        } catch {
+            await store.close()
+            throw error
+        }
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import ExportTaskCleaner
 import FoundationEssentials
 
-struct EnqueueCommand: ParsableCommand {
+struct EnqueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enqueue",
         abstract: "Queues export task IDs for deletion, from the arguments or from standard input.",
@@ -28,36 +28,28 @@ struct EnqueueCommand: ParsableCommand {
     /// is not a list of IDs (and is refused before it fills the memory).
     static let maximumLine = 256
 
-    func run() throws {
+    func run() async throws {
         for (name, value, rule) in [("--project-id", projectID, IdentifierRule.projectID), ("--instance-id", instanceID, .instanceID)] {
             if let value, let problem = rule.problem(with: value) {
                 throw CleanerError.configuration("\(name): \(problem) (1 to \(rule.maximumLength) letters, digits, '-' or '_')")
             }
         }
-        let (configuration, store) = try config.openStore(for: .write)
-        // The configured project is stored as NULL, so a change of project_id carries it along.
-        let project = projectID == configuration.projectID ? nil : projectID
-        let instance = instanceID == configuration.instanceID ? nil : instanceID
-
-        let summary: EnqueueSummary
         let fromArguments = !ids.isEmpty
-        if fromArguments {
-            let items = ids.enumerated().map {
-                EnqueueItem(exportTaskID: IDList.trimmed($0.element), projectID: project,
-                            instanceID: instance, line: $0.offset + 1)
-            }
-            summary = try store.enqueue(items, now: Date())
-        } else {
-            // Items are made as the store takes them: a list of millions is held once, as read.
-            let input = try Console.readStandardInput(maximumLine: Self.maximumLine)
-            summary = try input.withUnsafeBytes { bytes in
-                let lines = IDList.Lines(bytes)
-                var entries = lines.makeIterator()
-                return try store.enqueue(expectedCount: lines.lineCount, now: Date()) {
-                    entries.next().map {
-                        EnqueueItem(exportTaskID: $0.id, projectID: project, instanceID: instance, line: $0.line)
-                    }
+        let summary = try await config.withStore(for: .write) { configuration, store in
+            // The configured project is stored as NULL, so a change of project_id carries it along.
+            let project = projectID == configuration.projectID ? nil : projectID
+            let instance = instanceID == configuration.instanceID ? nil : instanceID
+
+            if fromArguments {
+                let items = ids.enumerated().map {
+                    EnqueueItem(exportTaskID: IDList.trimmed($0.element), projectID: project,
+                                instanceID: instance, line: $0.offset + 1)
                 }
+                return try await store.enqueue(items, now: Date())
+            } else {
+                // Items are made as the store takes them: a list of millions is held once, as read.
+                let input = try Console.readStandardInput(maximumLine: Self.maximumLine)
+                return try await store.enqueue(EnqueueList(lines: input, projectID: project, instanceID: instance), now: Date())
             }
         }
         for invalid in summary.invalid {

@@ -2,7 +2,7 @@ import ArgumentParser
 import ExportTaskCleaner
 import FoundationEssentials
 
-struct RequeueCommand: ParsableCommand {
+struct RequeueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "requeue",
         abstract: "Puts finished tasks back to pending, with their attempt count at 0.",
@@ -23,7 +23,7 @@ struct RequeueCommand: ParsableCommand {
         if state == nil, ids.isEmpty { throw ValidationError("give --state S or at least one ID") }
     }
 
-    func run() throws {
+    func run() async throws {
         let selection: RequeueSelection
         if let state {
             guard let parsed = TaskState(rawValue: state) else {
@@ -36,8 +36,9 @@ struct RequeueCommand: ParsableCommand {
         } else {
             selection = .exportTaskIDs(ids)
         }
-        let (_, store) = try config.openStore(for: .write)
-        let summary = try store.requeue(selection, now: Date())
+        let summary = try await config.withStore(for: .write) { _, store in
+            try await store.requeue(selection, now: Date())
+        }
         for id in summary.notFinished {
             Console.error("\(IDList.quoted(id)): not requeued: it is pending or in progress")
         }

@@ -33,13 +33,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         let credentials = try await CredentialSetup.start(configuration: configuration,
                                                           environment: ProcessInfo.processInfo.environment, logger: logger)
-        let store = try SQLiteQueueStore(path: configuration.database, purpose: .write)
-        if let head = try store.auditHead() {
+        let store = try await StoreOpening.open(database: configuration.database, purpose: .write, logger: logger)
+        if let head = try await store.auditHead() {
             // Published in the journal: a chain rebuilt after an edit would not end here.
             logger.notice("audit chain head", metadata: ["audit_head_id": "\(head.id)", "audit_head_hash": "\(head.hash ?? "none")"])
-        }
-        for repair in store.repairs {
-            logger.notice("queue file permissions set", metadata: ["file": "\(repair.path)", "change": "\(repair.change)"])
         }
         let client = try IoTDAClient(
             configuration: .init(endpoint: configuration.endpoint, credentials: credentials.provider,
@@ -62,10 +59,12 @@ struct RunCommand: AsyncParsableCommand {
             await metricsServer?.shutdown()
             try? await credentials.shutdown()
             try? await client.shutdown()
+            await store.close()
             throw error
         }
         try await credentials.shutdown()
         try await client.shutdown()
+        await store.close()
     }
 
     /// Runs the cleaner, the systemd watchdog, the reloader (SIGHUP) and, for temporary

@@ -2,7 +2,7 @@ import ArgumentParser
 import ExportTaskCleaner
 import FoundationEssentials
 
-struct StatusCommand: ParsableCommand {
+struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Shows the queue: tasks per state, the oldest pending task, the next retry, the last outcome and error, and which service holds the queue.")
@@ -12,17 +12,18 @@ struct StatusCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON (`counts` has every state as a key).")
     var json = false
 
-    func run() throws {
-        let (_, store) = try config.openStore(for: .inspect)
+    func run() async throws {
         let now = Date()
-        let status = try store.status(now: now)
+        let (location, status) = try await config.withStore(for: .inspect) { _, store in
+            (store.location, try await store.status(now: now))
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(Report(database: store.path, status: status)), as: UTF8.self))
+            print(String(decoding: try encoder.encode(Report(database: location, status: status)), as: UTF8.self))
             return
         }
-        print("queue \(TextFormat.printable(store.path))")
+        print("queue \(TextFormat.printable(location))")
         let width = TaskState.allCases.map(\.rawValue.count).max() ?? 0
         for state in TaskState.allCases {
             let name = TextFormat.padRight(state.rawValue, to: width)
@@ -41,7 +42,7 @@ struct StatusCommand: ParsableCommand {
         print("last outcome    \(Self.describe(status.lastOutcome))")
         print("last error      \(Self.describe(status.lastError))")
         if status.heldBy.isEmpty {
-            print("service         none holds the queue (no heartbeat in the last \(Int(SQLiteQueueStore.heartbeatFreshness)) s)")
+            print("service         none holds the queue (no heartbeat in the last \(Int(QueueLimits.heartbeatFreshness)) s)")
         }
         for holder in status.heldBy {
             print("service         \(TextFormat.printable(holder.runner)), running since \(TextFormat.printable(holder.startedAt)), heartbeat \(Self.age(holder.secondsSinceHeartbeat)) ago")

@@ -11,11 +11,11 @@ struct AuditChainTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 
     /// A queue with a few audit rows of several kinds.
-    private func makeQueue() throws -> (SQLiteQueueStore, String) {
+    private func makeQueue() async throws -> (SQLiteQueueStore, String) {
         let (store, path) = try TestSupport.makeStore()
-        _ = try store.enqueue(TestSupport.items(["a1", "a2", "bad id!", "a3"]), now: now)
-        let claimed = try store.claim(limit: 3, leaseToken: "lease", leaseUntil: now.addingTimeInterval(60), now: now)
-        _ = try store.apply(claimed.map {
+        _ = try await store.enqueue(TestSupport.items(["a1", "a2", "bad id!", "a3"]), now: now)
+        let claimed = try await store.claim(limit: 3, leaseToken: "lease", leaseUntil: now.addingTimeInterval(60), now: now)
+        _ = try await store.apply(claimed.map {
             TaskTransition(task: $0, change: .finish(.deleted), attempts: 1,
                            audit: AuditRecord(outcome: .deleted, at: now, attempt: 1, durationMilliseconds: 12,
                                               httpStatus: 204, requestID: "r-\($0.id)", delivery: .answered))
@@ -30,18 +30,18 @@ struct AuditChainTests {
     }
 
     @Test("rows written by the service chain up; the head is what status shows")
-    func intact() throws {
-        let (store, _) = try makeQueue()
-        let result = try store.verifyAuditChain()
+    func intact() async throws {
+        let (store, _) = try await makeQueue()
+        let result = try await store.verifyAuditChain()
         #expect(result.problem == nil)
         #expect(result.rows == 4)
         #expect(result.headID == 4)
-        #expect(try store.status(now: now).auditHead == .init(id: 4, hash: result.headHash))
+        await #expect(try store.status(now: now).auditHead == .init(id: 4, hash: result.headHash))
         #expect(result.headHash?.count == 64)
     }
 
     @Test("a row changed, deleted, replaced, or added without its hash is named")
-    func tampering() throws {
+    func tampering() async throws {
         let cases: [(String, String)] = [
             ("UPDATE audit_log SET error_message = 'fine' WHERE id = 2", "row 2 does not match its hash"),
             ("UPDATE audit_log SET attempt = 2 WHERE id = 3", "row 3 does not match its hash"),
@@ -53,16 +53,16 @@ struct AuditChainTests {
              "row 5 has no hash"),
         ]
         for (sql, expected) in cases {
-            let (store, path) = try makeQueue()
+            let (store, path) = try await makeQueue()
             try tamper(path, sql)
-            let result = try store.verifyAuditChain()
+            let result = try await store.verifyAuditChain()
             #expect(result.problem?.hasPrefix(expected) == true, "\(sql): \(result.problem ?? "none")")
         }
     }
 
     @Test("with the triggers in place, a row cannot be replaced in place, nor added without its hash")
-    func replaceRefused() throws {
-        let (store, path) = try makeQueue()
+    func replaceRefused() async throws {
+        let (store, path) = try await makeQueue()
         let db = try SQLiteConnection(path: path)
         #expect(throws: SQLiteError.self) {
             try db.execute("INSERT OR REPLACE INTO audit_log(id, task_id, export_task_id, outcome, runner, hash) SELECT 2, 1, 'a1', 'deleted', 'me', hash FROM audit_log WHERE id = 2")
@@ -70,14 +70,14 @@ struct AuditChainTests {
         #expect(throws: SQLiteError.self) {
             try db.execute("INSERT INTO audit_log(task_id, export_task_id, outcome, runner) VALUES (1, 'a1', 'deleted', 'me')")
         }
-        #expect(try store.verifyAuditChain().problem == nil)
+        await #expect(try store.verifyAuditChain().problem == nil)
     }
 
     @Test("an ID at the end of the range is refused with a message, not a crash")
-    func lastPossibleID() throws {
-        let (store, path) = try makeQueue()
+    func lastPossibleID() async throws {
+        let (store, path) = try await makeQueue()
         try tamper(path, "INSERT INTO audit_log(id, task_id, export_task_id, outcome, runner) VALUES (9223372036854775807, 1, 'a1', 'deleted', 'me')")
-        let error = try #require(throws: CleanerError.self) { try store.enqueue(TestSupport.items(["late!"]), now: now) }
+        let error = try await #require(throws: CleanerError.self) { try await store.enqueue(TestSupport.items(["late!"]), now: now) }
         #expect(error.message.contains("leaves no room for more IDs"))
     }
 
@@ -89,30 +89,30 @@ struct AuditChainTests {
             for (store, prefix) in [(first, "x"), (second, "y")] {
                 group.addTask {
                     for batch in 0..<40 {
-                        _ = try store.enqueue(TestSupport.items((0..<5).map { "\(prefix)\(batch)-\($0)!" }), now: Date())
+                        _ = try await store.enqueue(TestSupport.items((0..<5).map { "\(prefix)\(batch)-\($0)!" }), now: Date())
                     }
                 }
             }
             try await group.waitForAll()
         }
-        let result = try first.verifyAuditChain()
+        let result = try await first.verifyAuditChain()
         #expect(result.problem == nil)
         #expect(result.rows == 400)
     }
 
     @Test("a queue of schema version 1 is migrated and its existing rows chained")
-    func migrationChainsExistingRows() throws {
+    func migrationChainsExistingRows() async throws {
         let path = try TestSupport.makeFolder().appendingPathComponent("v1.sqlite3").path
         let db = try SQLiteConnection(path: path, mode: .readWriteCreate)
-        try db.execute(Schema.migrations[0])
+        try db.execute(SQLiteSchema.migrations[0])
         try db.execute("PRAGMA user_version = 1")
         for index in 1...5 {
             try db.execute("INSERT INTO audit_log(task_id, export_task_id, attempt, outcome, delivery, runner) VALUES (\(index), 't\(index)', 1, 'deleted', 'answered', 'old:1')")
         }
         let store = try SQLiteQueueStore(path: path)
         #expect(try db.scalarInt("PRAGMA user_version") == 3)
-        _ = try store.enqueue(TestSupport.items(["new one!"]), now: now)
-        let result = try store.verifyAuditChain()
+        _ = try await store.enqueue(TestSupport.items(["new one!"]), now: now)
+        let result = try await store.verifyAuditChain()
         #expect(result.problem == nil)
         #expect(result.rows == 6)
     }
@@ -123,7 +123,7 @@ struct AuditVerifyCommandTests {
     @Test("audit --verify: exit 0 with the rows and head, exit 1 naming the first row broken")
     func verifyCommand() async throws {
         let world = try await World.start()
-        try world.enqueue(["v1", "v2", "not valid!"])
+        try await world.enqueue(["v1", "v2", "not valid!"])
         let good = try world.launch(["audit", "--verify"])
         #expect(try await good.exit(within: .seconds(30)) == 0, "\(good.stderrText)")
         #expect(good.stdoutText.hasPrefix("audit chain verified: 1 rows; head row 1 hash "))

@@ -15,34 +15,34 @@ struct AuditTrailTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 
     @Test("the claim writes the attempt ahead; a task given back unsent gets it back; the sweep records it as maybe sent")
-    func attemptsWrittenAhead() throws {
+    func attemptsWrittenAhead() async throws {
         let (store, _) = try TestSupport.makeStore()
-        _ = try store.enqueue(TestSupport.items(["a", "b"]), now: now)
-        let claimed = try store.claim(limit: 2, leaseToken: "t", leaseUntil: now + 30, now: now)
+        _ = try await store.enqueue(TestSupport.items(["a", "b"]), now: now)
+        let claimed = try await store.claim(limit: 2, leaseToken: "t", leaseUntil: now + 30, now: now)
         #expect(claimed.map(\.attempts) == [0, 0])
         #expect(try attempts(store) == ["a": 1, "b": 1])
         let a = try #require(claimed.first)
         let release = TaskTransition(task: a, change: .release,
                                      audit: AuditRecord(outcome: .released, at: now, errorMessage: "not sent: shutting down"))
-        #expect(try store.apply([release]) == [true])
+        await #expect(try store.apply([release]) == [true])
         #expect(try attempts(store) == ["a": 0, "b": 1])
         // b's holder dies: its attempt may have been sent.
-        #expect(try store.expireLeases(now: now + 31).map(\.exportTaskID) == ["b"])
+        await #expect(try store.expireLeases(now: now + 31).map(\.exportTaskID) == ["b"])
         var rows: [AuditEntry] = []
-        try store.auditEntries(AuditFilter(exportTaskID: "b")) { rows.append($0) }
+        try await store.auditEntries(AuditFilter(exportTaskID: "b")) { rows.append($0) }
         #expect(rows.map(\.outcome) == ["lease_expired"])
         #expect(rows.first?.attempt == 1 && rows.first?.delivery == "unknown")
         // Claimed again: attempt 2, and the lost answer is known.
-        let again = try #require(try store.claim(limit: 2, leaseToken: "u", leaseUntil: now + 90, now: now + 32).first { $0.exportTaskID == "b" })
+        let again = try await #require(try store.claim(limit: 2, leaseToken: "u", leaseUntil: now + 90, now: now + 32).first { $0.exportTaskID == "b" })
         #expect(again.attempts == 1 && again.unansweredAttempts == 1)
-        #expect(try store.checkConsistency().inconsistent == 0)
+        await #expect(try store.checkConsistency().inconsistent == 0)
     }
 
     @Test("attempts another tool wrote out of range or as text are read as 0 and written ahead as 1, by either claim")
-    func attemptsOutOfRange() throws {
+    func attemptsOutOfRange() async throws {
         for limit in [1, 40] {
             let (store, path) = try TestSupport.makeStore()
-            _ = try store.enqueue(TestSupport.items(["big", "text", "real"]), now: now)
+            _ = try await store.enqueue(TestSupport.items(["big", "text", "real"]), now: now)
             try SQLiteConnection(path: path).execute("""
                 UPDATE export_tasks SET attempts = 9223372036854775807 WHERE export_task_id = 'big';
                 UPDATE export_tasks SET attempts = 'many' WHERE export_task_id = 'text';
@@ -50,7 +50,7 @@ struct AuditTrailTests {
                 """)
             var claimed: [ClaimedTask] = []
             while claimed.count < 3 {
-                claimed += try store.claim(limit: limit, leaseToken: "t\(claimed.count)", leaseUntil: now + 30, now: now)
+                await claimed += try store.claim(limit: limit, leaseToken: "t\(claimed.count)", leaseUntil: now + 30, now: now)
             }
             let byID = Dictionary(uniqueKeysWithValues: claimed.map { ($0.exportTaskID, $0.attempts) })
             #expect(byID == ["big": 1_000_000, "text": 0, "real": 0], "limit \(limit)")
@@ -63,42 +63,42 @@ struct AuditTrailTests {
         let harness = try await ServiceHarness.start()
         // A first attempt whose answer never came (a timeout after the request was written),
         // recorded as the service records it; the server may have acted on it.
-        try harness.enqueue(["lost-answer"])
+        try await harness.enqueue(["lost-answer"])
         let now = Date()
-        let first = try #require(try harness.store.inner.claim(limit: 1, leaseToken: "t", leaseUntil: now + 60, now: now).first)
-        #expect(try harness.store.inner.apply([TaskTransition(
+        let first = try await #require(try harness.store.inner.claim(limit: 1, leaseToken: "t", leaseUntil: now + 60, now: now).first)
+        await #expect(try harness.store.inner.apply([TaskTransition(
             task: first, change: .retry(at: now), attempts: 1,
             audit: AuditRecord(outcome: .retry, at: now, attempt: 1, errorMessage: "timed out", delivery: .unknown))]) == [true])
-        try harness.enqueue(["gone-before"])
+        try await harness.enqueue(["gone-before"])
         harness.simulator.script("gone-before", .notFound)
         harness.simulator.script("lost-answer", .notFound)
         try await harness.service(ServiceHarness.options(concurrency: 1)).run()
         #expect(try harness.rows()["gone-before"]?.state == "not_found")
-        #expect(try harness.audit("gone-before").map(\.outcome) == ["not_found"])
-        let audit = try harness.audit("lost-answer")
+        await #expect(try harness.audit("gone-before").map(\.outcome) == ["not_found"])
+        let audit = try await harness.audit("lost-answer")
         #expect(audit.map(\.outcome) == ["retry", "not_found_after_unknown"])
         #expect(audit.map(\.delivery) == ["unknown", "answered"])
         #expect(audit.map(\.attempt) == [1, 2])
         #expect(try harness.rows()["lost-answer"]?.state == "not_found_after_unknown")
         #expect(try harness.rows()["lost-answer"]?.attempts == 2)
-        #expect(try harness.store.inner.status(now: Date()).counts["not_found_after_unknown"] == 1)
-        #expect(try harness.store.inner.checkConsistency().inconsistent == 0)
+        await #expect(try harness.store.inner.status(now: Date()).counts["not_found_after_unknown"] == 1)
+        await #expect(try harness.store.inner.checkConsistency().inconsistent == 0)
         // A requeue starts a new cycle: the lost answer belongs to the old one, so a 404 now
         // says the task was gone before anything of this cycle was sent.
-        #expect(try harness.store.inner.requeue(.exportTaskIDs(["lost-answer"]), now: Date()).requeued == 1)
+        await #expect(try harness.store.inner.requeue(.exportTaskIDs(["lost-answer"]), now: Date()).requeued == 1)
         #expect(try SQLiteConnection(path: harness.path).scalarInt(
             "SELECT unanswered_attempts FROM export_tasks WHERE export_task_id = 'lost-answer'") == 0)
         try await harness.service(ServiceHarness.options(concurrency: 1)).run()
         #expect(try harness.rows()["lost-answer"]?.state == "not_found")
-        #expect(try harness.audit("lost-answer").map(\.outcome) == ["retry", "not_found_after_unknown", "requeued", "not_found"])
-        #expect(try harness.store.inner.checkConsistency().inconsistent == 0)
+        await #expect(try harness.audit("lost-answer").map(\.outcome) == ["retry", "not_found_after_unknown", "requeued", "not_found"])
+        await #expect(try harness.store.inner.checkConsistency().inconsistent == 0)
         try await harness.shutdown()
     }
 
     @Test("a runner stalled past its lease sends none of its claimed-ahead tasks; the answer it waited for is audited, lease lost")
     func stalledRunner() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["warm", "held", "ahead"])
+        try await harness.enqueue(["warm", "held", "ahead"])
         harness.transport.gate.hold(["held"])
         // The database stays locked for the renewals: the leases lapse, and the sweep takes
         // the tasks back while "held" is in flight and "ahead" waits for its slot.
@@ -122,7 +122,7 @@ struct AuditTrailTests {
             for _ in 1...3 { #expect(await clock.advanceAndSettle(by: .seconds(16))) }
             // The sweep took "ahead" back from the stalled runner (the loop, with room to claim
             // ahead, may have claimed it again under a new lease).
-            #expect(try harness.audit("ahead").map(\.outcome) == ["lease_expired"])
+            await #expect(try harness.audit("ahead").map(\.outcome) == ["lease_expired"])
             // Renewals work again: the leases taken from here on hold.
             harness.store.failingRenewals.withLock { $0 = false }
             harness.transport.gate.open()
@@ -136,10 +136,10 @@ struct AuditTrailTests {
             try await group.waitForAll()
         }
         #expect(harness.simulator.attempts(for: "ahead") == 1)
-        let ahead = try harness.audit("ahead")
+        let ahead = try await harness.audit("ahead")
         #expect(ahead.map(\.outcome) == ["lease_expired", "deleted"])
         #expect(ahead.map(\.attempt) == [1, 2])
-        let held = try harness.audit("held")
+        let held = try await harness.audit("held")
         #expect(held.map(\.outcome) == ["lease_expired", "deleted", "not_found_after_unknown"])
         #expect(held.map(\.leaseLost) == [false, true, false])
         #expect(held.map(\.attempt) == [1, 1, 2])
@@ -147,7 +147,7 @@ struct AuditTrailTests {
         #expect(service.statistics.staleOutcomes == 1)
         #expect(harness.logs.lines.contains { $0.message == "lease lapsed before the request was sent; not sent" && $0.metadata["export_task_id"] == "ahead" })
         #expect(harness.logs.lines.contains { $0.message == "lease lost before the answer was written; recorded in the audit log only" })
-        #expect(try harness.store.inner.checkConsistency().inconsistent == 0)
+        await #expect(try harness.store.inner.checkConsistency().inconsistent == 0)
         try await harness.shutdown()
     }
 
@@ -181,7 +181,7 @@ struct AuditTrailTests {
     /// gracefully once every request was answered, then runs `afterShutdown`.
     private func shutDownWithWritesFailing(_ harness: ServiceHarness, ids: [String], writeGrace: Duration,
                                            afterShutdown: @escaping @Sendable () async -> Void) async throws {
-        try harness.enqueue(ids)
+        try await harness.enqueue(ids)
         harness.store.failingWrites.withLock { $0 = .max }
         var options = ServiceHarness.options(concurrency: 4, drain: false, grace: .milliseconds(100))
         options.outcomeWriteGrace = writeGrace
@@ -202,7 +202,7 @@ struct AuditTrailTests {
     func cancellationWithASlowStore() async throws {
         let harness = try await ServiceHarness.start()
         let ids = (1...20).map { "slow-store-\($0)" }
-        try harness.enqueue(ids)
+        try await harness.enqueue(ids)
         // The first write blocks its thread until the test lets it go: a slow disk.
         let release = DispatchSemaphore(value: 0)
         let entered = EventLog<Int>()
@@ -232,20 +232,20 @@ struct AuditTrailTests {
     }
 
     @Test("the consistency check names tasks edited behind the audit log's back")
-    func consistencyCheck() throws {
+    func consistencyCheck() async throws {
         let (store, path) = try TestSupport.makeStore()
-        _ = try store.enqueue(TestSupport.items(["fine", "finished-by-hand", "attempts-edited", "no-lease", "twice"]), now: now)
-        let claimed = try store.claim(limit: 5, leaseToken: "t", leaseUntil: now + 30, now: now)
+        _ = try await store.enqueue(TestSupport.items(["fine", "finished-by-hand", "attempts-edited", "no-lease", "twice"]), now: now)
+        let claimed = try await store.claim(limit: 5, leaseToken: "t", leaseUntil: now + 30, now: now)
         let finish = claimed.filter { $0.exportTaskID == "fine" || $0.exportTaskID == "twice" }.map {
             TaskTransition(task: $0, change: .finish(.deleted), attempts: 1,
                            audit: AuditRecord(outcome: .deleted, at: now, attempt: 1, httpStatus: 204, delivery: .answered))
         }
-        #expect(try store.apply(finish) == [true, true])
+        await #expect(try store.apply(finish) == [true, true])
         let release = claimed.filter { $0.exportTaskID != "fine" && $0.exportTaskID != "twice" && $0.exportTaskID != "no-lease" }.map {
             TaskTransition(task: $0, change: .release, audit: AuditRecord(outcome: .released, at: now))
         }
-        _ = try store.apply(release)
-        #expect(try store.checkConsistency() == ConsistencyReport(tasks: 5, inconsistent: 0, problems: []))
+        _ = try await store.apply(release)
+        await #expect(try store.checkConsistency() == ConsistencyReport(tasks: 5, inconsistent: 0, problems: []))
         let db = try SQLiteConnection(path: path)
         try db.execute("""
             UPDATE export_tasks SET state = 'deleted' WHERE export_task_id = 'finished-by-hand';
@@ -253,11 +253,11 @@ struct AuditTrailTests {
             UPDATE export_tasks SET lease_token = NULL WHERE export_task_id = 'no-lease';
             """)
         let twice = try #require(claimed.first { $0.exportTaskID == "twice" })
-        var rows = SQLiteQueueStore.AuditRows(runner: "hand:1")
+        var rows = SQLiteQueue.AuditRows(runner: "hand:1")
         rows.append(taskID: twice.id, exportTaskID: "twice", projectID: nil,
                     record: AuditRecord(outcome: .notFound, at: now, attempt: 2, httpStatus: 404, delivery: .answered))
         try db.writeTransaction { try rows.write(db) }
-        let report = try store.checkConsistency()
+        let report = try await store.checkConsistency()
         #expect(report.tasks == 5 && report.inconsistent == 4)
         #expect(report.problems == [
             "task 2 (finished-by-hand): deleted, with 0 final audit rows since its last requeue (expected 1)",
@@ -268,12 +268,12 @@ struct AuditTrailTests {
     }
 
     @Test("the consistency check does no arithmetic that another tool's attempts could overflow")
-    func consistencyCheckOfHugeAttempts() throws {
+    func consistencyCheckOfHugeAttempts() async throws {
         let (store, path) = try TestSupport.makeStore()
-        _ = try store.enqueue(TestSupport.items(["huge"]), now: now)
-        _ = try store.claim(limit: 1, leaseToken: "t", leaseUntil: now + 30, now: now)
+        _ = try await store.enqueue(TestSupport.items(["huge"]), now: now)
+        _ = try await store.claim(limit: 1, leaseToken: "t", leaseUntil: now + 30, now: now)
         try SQLiteConnection(path: path).execute("UPDATE export_tasks SET attempts = 9223372036854775807")
-        let report = try store.checkConsistency()
+        let report = try await store.checkConsistency()
         #expect(report.problems == [
             "task 1 (huge): attempts 9223372036854775807, but 0 attempts on record (in progress: one ahead of them at most)",
         ])
@@ -293,8 +293,8 @@ struct AuditTrailTests {
     func migrationFromVersion2() throws {
         let path = try TestSupport.makeFolder().appendingPathComponent("v2.sqlite3").path
         let db = try SQLiteConnection(path: path, mode: .readWriteCreate)
-        try db.execute(Schema.migrations[0])
-        try db.execute(Schema.migrations[1])
+        try db.execute(SQLiteSchema.migrations[0])
+        try db.execute(SQLiteSchema.migrations[1])
         try db.execute("PRAGMA user_version = 2")
         try db.execute("""
             INSERT INTO export_tasks (export_task_id, state, attempts, lease_token, lease_expires_at)

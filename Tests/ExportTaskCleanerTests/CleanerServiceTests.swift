@@ -17,7 +17,7 @@ struct CleanerServiceTests {
         sim.script("flaky", .serverError(status: 503, times: 2))
         sim.script("busy", .tooManyRequests(retryAfterSeconds: 1, times: 1))
         sim.script("dropped", .dropConnection(times: 1))
-        try harness.enqueue(["ok-1", "ok-2", "gone", "denied", "bad-request", "flaky", "busy", "dropped"])
+        try await harness.enqueue(["ok-1", "ok-2", "gone", "denied", "bad-request", "flaky", "busy", "dropped"])
         // Another tool's row with an ID IoTDA would refuse: never sent.
         try SQLiteConnection(path: harness.path).execute("INSERT INTO export_tasks(export_task_id) VALUES ('not valid!')")
 
@@ -40,22 +40,22 @@ struct CleanerServiceTests {
         #expect(sim.counters.successfulDeletes == 5)
         // Every answered request has its audit row, with the server's request ID.
         for id in ["ok-1", "ok-2", "gone", "denied", "bad-request", "flaky", "busy"] {
-            let answered = try harness.audit(id).filter { $0.delivery == "answered" }
+            let answered = try await harness.audit(id).filter { $0.delivery == "answered" }
             #expect(answered.count == sim.attempts(for: id), "\(id)")
             #expect(answered.allSatisfy { $0.requestID?.count == 32 && $0.runner == "test:1" })
         }
-        #expect(try harness.audit("flaky").map(\.outcome) == ["retry", "retry", "deleted"])
-        #expect(try harness.audit("flaky").map(\.attempt) == [1, 2, 3])
-        let busy = try harness.audit("busy")
+        await #expect(try harness.audit("flaky").map(\.outcome) == ["retry", "retry", "deleted"])
+        await #expect(try harness.audit("flaky").map(\.attempt) == [1, 2, 3])
+        let busy = try await harness.audit("busy")
         #expect(busy.map(\.outcome) == ["retry", "deleted"])
         // Retry-After: 1 is honoured: the retry went out no sooner than a second later.
         let first = try #require(Timestamp.parse(busy[0].at)), second = try #require(Timestamp.parse(busy[1].at))
         #expect(second.timeIntervalSince(first) >= 1.0)
-        let dropped = try harness.audit("dropped")
+        let dropped = try await harness.audit("dropped")
         #expect(dropped.first?.outcome == "retry")
         #expect(dropped.first?.delivery == "unknown")
         #expect(dropped.first?.httpStatus == nil)
-        #expect(try harness.audit("not valid!").map(\.outcome) == ["invalid"])
+        await #expect(try harness.audit("not valid!").map(\.outcome) == ["invalid"])
         try await harness.shutdown()
     }
 
@@ -63,14 +63,14 @@ struct CleanerServiceTests {
     func maxAttemptsFails() async throws {
         let harness = try await ServiceHarness.start()
         harness.simulator.script("down", .serverError(status: 500, times: 1_000))
-        try harness.enqueue(["down"])
+        try await harness.enqueue(["down"])
         let service = harness.service(ServiceHarness.options(),
                                       retry: .init(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)))
         try await service.run()
         #expect(try harness.rows()["down"]?.state == "failed")
         #expect(try harness.rows()["down"]?.attempts == 3)
         #expect(harness.simulator.attempts(for: "down") == 3)
-        #expect(try harness.audit("down").map(\.outcome) == ["retry", "retry", "failed"])
+        await #expect(try harness.audit("down").map(\.outcome) == ["retry", "retry", "failed"])
         #expect(service.statistics[.failed] == 1)
         try await harness.shutdown()
     }
@@ -79,7 +79,7 @@ struct CleanerServiceTests {
     func concurrencyCap() async throws {
         // 100 ms: long enough that a machine busy with other suites still has all 8 in flight at once.
         let harness = try await ServiceHarness.start(simulator: .init(latency: .milliseconds(100)), concurrency: 8)
-        try harness.enqueue((1...200).map { "cap-\($0)" })
+        try await harness.enqueue((1...200).map { "cap-\($0)" })
         try await harness.service(ServiceHarness.options(concurrency: 8)).run()
         #expect(harness.simulator.counters.maxInFlight == 8)
         #expect(harness.simulator.counters.successfulDeletes == 200)
@@ -92,7 +92,7 @@ struct CleanerServiceTests {
     @Test("no one-second window holds more than max_requests_per_second starts")
     func rateIsHeld() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue((1...60).map { "rate-\($0)" })
+        try await harness.enqueue((1...60).map { "rate-\($0)" })
         try await harness.service(ServiceHarness.options(concurrency: 16, rate: 40)).run()
         let arrivals = harness.simulator.counters.arrivalTimes.sorted()
         #expect(arrivals.count == 60)
@@ -114,7 +114,7 @@ struct CleanerServiceTests {
     func credentialsRefusedWhileDraining() async throws {
         let wrong = AccessKey(ak: ServiceHarness.key.ak, sk: "a-wrong-secret-key-value")
         let harness = try await ServiceHarness.start(clientKey: wrong)
-        try harness.enqueue((1...20).map { "auth-\($0)" })
+        try await harness.enqueue((1...20).map { "auth-\($0)" })
         let service = harness.service(ServiceHarness.options(concurrency: 8))
         let error = await #expect(throws: CleanerError.self) { try await service.run() }
         #expect(error?.code == .credentialsRefused)
@@ -123,7 +123,7 @@ struct CleanerServiceTests {
         #expect(harness.simulator.counters.signatureFailures == 1)
         let rows = try harness.rows()
         #expect(rows.values.allSatisfy { $0.state == "pending" && $0.attempts == 0 })
-        let refused = try harness.store.inner.status(now: Date()).lastOutcome
+        let refused = try await harness.store.inner.status(now: Date()).lastOutcome
         #expect(refused?.outcome == "auth_refused")
         #expect(refused?.errorCode == "IOTDA.000002")
         #expect(harness.logs.lines.contains { $0.message == "credentials refused; requests paused" && $0.level == .error })
@@ -136,7 +136,7 @@ struct CleanerServiceTests {
     func credentialsProbe() async throws {
         let wrong = AccessKey(ak: ServiceHarness.key.ak, sk: "another-wrong-secret")
         let harness = try await ServiceHarness.start(clientKey: wrong)
-        try harness.enqueue((1...10).map { "probe-\($0)" })
+        try await harness.enqueue((1...10).map { "probe-\($0)" })
         let clock = ManualClock()
         let service = harness.service(ServiceHarness.options(drain: false), clock: clock)
         let refused = "credentials refused; requests paused"
@@ -182,7 +182,7 @@ struct CleanerServiceTests {
     @Test("graceful shutdown: requests in flight finish and are recorded; the rest stay pending")
     func shutdownWithRequestsInFlight() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue((1...40).map { "sd-\($0)" })
+        try await harness.enqueue((1...40).map { "sd-\($0)" })
         for index in 2...40 { harness.simulator.script("sd-\(index)", .delay(.milliseconds(300), then: .deleteOnce)) }
         let service = harness.service(ServiceHarness.options(concurrency: 4, drain: false))
         try await testGracefulShutdown { trigger in
@@ -206,7 +206,7 @@ struct CleanerServiceTests {
     func shutdownGraceExpires() async throws {
         let harness = try await ServiceHarness.start()
         // The first answer shows the credentials work; until then one request at a time.
-        try harness.enqueue(["warm-up"] + (1...6).map { "slow-\($0)" })
+        try await harness.enqueue(["warm-up"] + (1...6).map { "slow-\($0)" })
         for index in 1...6 { harness.simulator.script("slow-\(index)", .delay(.seconds(5), then: .deleteOnce)) }
         let service = harness.service(ServiceHarness.options(concurrency: 3, drain: false, grace: .milliseconds(200)))
         var triggered = ContinuousClock.now
@@ -228,11 +228,12 @@ struct CleanerServiceTests {
         let released = harness.store.committed.filter { $0.outcome == .released }
         // The three cut off were sent, so the attempt counts, and the audit says the server may
         // have acted. Tasks claimed ahead of a free slot go back unsent, without an attempt.
-        let cutOff = try released.filter { try harness.audit($0.id).last?.delivery == "unknown" }
+        var cutOff: [(outcome: AuditOutcome, id: String, held: Bool)] = []
+        for entry in released where try await harness.audit(entry.id).last?.delivery == "unknown" { cutOff.append(entry) }
         #expect(cutOff.count == 3)
         #expect(rows.values.filter { $0.attempts == 1 }.count == 3)
         for entry in released where !cutOff.contains(where: { $0.id == entry.id }) {
-            let audit = try harness.audit(entry.id).last
+            let audit = try await harness.audit(entry.id).last
             #expect(audit?.delivery == nil && audit?.attempt == nil && audit?.errorMessage == "not sent: shutting down")
         }
         #expect(rows.values.filter { $0.attempts == 0 }.count == 3)
@@ -242,17 +243,17 @@ struct CleanerServiceTests {
     @Test("a dead runner's expired lease is taken over; its late answer is audited, marked lease lost, and changes nothing")
     func leaseTakeover() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["orphan", "other"])
-        let dead = try #require(try harness.store.inner.claim(limit: 1, leaseToken: "dead-runner", leaseUntil: Date().addingTimeInterval(-1), now: Date()).first)
+        try await harness.enqueue(["orphan", "other"])
+        let dead = try await #require(try harness.store.inner.claim(limit: 1, leaseToken: "dead-runner", leaseUntil: Date().addingTimeInterval(-1), now: Date()).first)
         #expect(dead.exportTaskID == "orphan")
         try await harness.service(ServiceHarness.options()).run()
         #expect(harness.logs.lines.contains { $0.message == "lease expired; task returned to pending" && $0.metadata["export_task_id"] == "orphan" })
         #expect(try harness.rows()["orphan"]?.state == "deleted")
         let late = TaskTransition(task: dead, change: .finish(.failed), attempts: 9,
                                   audit: AuditRecord(outcome: .failed, at: Date(), attempt: 9, httpStatus: 500, delivery: .answered))
-        #expect(try harness.store.apply([late]) == [false])
+        await #expect(try harness.store.apply([late]) == [false])
         #expect(try harness.rows()["orphan"]?.state == "deleted")
-        let audit = try harness.audit("orphan")
+        let audit = try await harness.audit("orphan")
         #expect(audit.map(\.outcome) == ["lease_expired", "deleted", "failed"])
         #expect(audit.map(\.leaseLost) == [false, false, true])
         // The dead runner's claim wrote attempt 1 ahead; the sweep recorded it as maybe sent.
@@ -264,7 +265,7 @@ struct CleanerServiceTests {
     @Test("rows another tool inserts while the service runs are picked up")
     func feedingWhileRunning() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["first"])
+        try await harness.enqueue(["first"])
         let service = harness.service(ServiceHarness.options(drain: false, poll: .milliseconds(20)))
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -289,7 +290,7 @@ struct CleanerServiceTests {
         let harness = try await ServiceHarness.start()
         // Tried again two seconds later, as the server asks: nothing is sent meanwhile.
         harness.simulator.script("slow-down", .tooManyRequests(retryAfterSeconds: 2, times: 1))
-        try harness.enqueue(["slow-down"])
+        try await harness.enqueue(["slow-down"])
         let clock = ManualClock()
         let service = harness.service(ServiceHarness.options(concurrency: 8, rate: 100, drain: false), clock: clock)
         // The limits in force, read after the service has settled at each moment.
@@ -327,7 +328,7 @@ struct CleanerServiceTests {
         // +10% of the configured rate and +1 concurrency a calm second, never above 100/s and 8.
         #expect(seen == ["50.0/4", "50.0/4", "60.0/5", "70.0/6", "80.0/7", "90.0/8", "100.0/8", "100.0/8"])
         #expect(try harness.rows()["slow-down"]?.state == "deleted")
-        #expect(try harness.audit("slow-down").map(\.outcome) == ["retry", "deleted"])
+        await #expect(try harness.audit("slow-down").map(\.outcome) == ["retry", "deleted"])
         #expect(harness.simulator.counters.requests == 2)
         try await harness.shutdown()
     }
@@ -335,7 +336,7 @@ struct CleanerServiceTests {
     @Test("an outcome whose write fails is retried until it is committed, never dropped")
     func failedWritesAreRetried() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["confirmed"])
+        try await harness.enqueue(["confirmed"])
         harness.store.failingWrites.withLock { $0 = 2 }
         try await harness.service(ServiceHarness.options()).run()
         #expect(try harness.rows()["confirmed"]?.state == "deleted")
@@ -348,7 +349,7 @@ struct CleanerServiceTests {
     @Test("run() a second time fails at once with a clear error")
     func runTwice() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["once"])
+        try await harness.enqueue(["once"])
         let service = harness.service(ServiceHarness.options())
         try await service.run()
         let error = await #expect(throws: CleanerError.self) { try await service.run() }

@@ -23,7 +23,7 @@ struct CredentialEndToEndTests {
         let credentials = world.folder.appendingPathComponent("credentials").path
         try Self.writeKey(EndToEndTests.key, to: credentials)
         let ids = (0..<400).map { String(format: "hup-%04d", $0) }
-        try world.enqueue(ids)
+        try await world.enqueue(ids)
         let run = try world.launch(["run"], config: [
             "auth": ["credentials_file": credentials], "concurrency": 4, "max_requests_per_second": 40, "log_level": "info",
         ], environment: [:])
@@ -58,7 +58,7 @@ struct CredentialEndToEndTests {
     @Test("check --probe explains 404, 403, 401 and a clock 20 minutes off; it writes nothing to the queue")
     func checkProbe() async throws {
         let world = try await World.start(behaviour: .notFound)
-        try world.enqueue(["keep-1"])
+        try await world.enqueue(["keep-1"])
         let before = try world.scalar("SELECT count(*) FROM audit_log")
         func check(_ arguments: [String] = ["check", "--probe"]) async throws -> (status: Int32, output: String) {
             let run = try world.launch(arguments)

@@ -53,9 +53,9 @@ struct DemoTests {
         // The queue is where the summary says, in the folder made for it, with the IDs of the run.
         #expect(report.databasePath.hasPrefix(parent.path + "/export-task-cleaner-demo-"))
         let store = try SQLiteQueueStore(path: report.databasePath)
-        #expect(try store.counts() == report.counts)
+        await #expect(try store.counts() == report.counts)
         var audited: Set<String> = []
-        try store.auditEntries(AuditFilter()) { audited.insert($0.exportTaskID) }
+        try await store.auditEntries(AuditFilter()) { audited.insert($0.exportTaskID) }
         #expect(audited == Set((1...60).map(Demo.exportTaskID)))
 
         // The configuration it wrote opens that database and holds no secret.

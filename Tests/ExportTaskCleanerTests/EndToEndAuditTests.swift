@@ -12,7 +12,7 @@ struct EndToEndAuditTests {
     func pausedRunner() async throws {
         let world = try await World.start(latency: .milliseconds(20))
         let ids = (0..<300).map { String(format: "pause-%04d", $0) }
-        try world.enqueue(ids)
+        try await world.enqueue(ids)
         let config: [String: Any] = ["concurrency": 8, "lease_seconds": 5, "request_timeout_ms": 1_000, "max_requests_per_second": 100]
         let stalled = try world.launch(["run", "--drain"], config: config)
         #expect(try await world.eventually { try world.scalar("SELECT count(*) FROM audit_log") >= 20 })

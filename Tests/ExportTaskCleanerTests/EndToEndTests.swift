@@ -38,7 +38,7 @@ struct EndToEndTests {
         }
         ids.append("bad id!")
         expected["bad id!"] = "invalid"
-        try world.enqueue(ids)
+        try await world.enqueue(ids)
 
         let run = try world.launch(["run", "--drain"], config: ["concurrency": 32, "retry": ["max_attempts": 3, "base_delay_ms": 1, "max_delay_ms": 10]])
         let status = try await run.exit(within: .seconds(240))
@@ -61,7 +61,7 @@ struct EndToEndTests {
     func killNineAndRestart() async throws {
         let world = try await World.start(latency: .milliseconds(5))
         let ids = (0..<3_000).map { String(format: "kill-%04d", $0) }
-        try world.enqueue(ids)
+        try await world.enqueue(ids)
         // Random moments, from before the first request to well into the work, drawn from a
         // seed that is printed: KILL_SEED=N swift test --filter killNineAndRestart kills at the
         // same moments again (the machine's own timing around them is not replayed).
@@ -119,7 +119,7 @@ struct EndToEndTests {
     @Test("SIGTERM with requests in flight: exit 0 within the grace, nothing left in progress, no 204 lost")
     func sigtermInFlight() async throws {
         let world = try await World.start(behaviour: .delay(.milliseconds(600), then: .deleteOnce))
-        try world.enqueue((0..<200).map { "term-\($0)" })
+        try await world.enqueue((0..<200).map { "term-\($0)" })
         let grace = 2_000
         let run = try world.launch(["run"], config: ["concurrency": 8, "shutdown_grace_ms": grace])
         #expect(try await world.eventually { world.simulator.counters.inFlight >= 4 })
@@ -163,7 +163,7 @@ struct EndToEndTests {
     @Test("run --drain with a key the server refuses: exit 3 naming the key's source, every task left pending")
     func drainRefused() async throws {
         let world = try await World.start()
-        try world.enqueue(["refused-1", "refused-2", "refused-3"])
+        try await world.enqueue(["refused-1", "refused-2", "refused-3"])
         let run = try world.launch(["run", "--drain"], environment: [
             "HUAWEICLOUD_SDK_AK": Self.key.ak, "HUAWEICLOUD_SDK_SK": "not-the-secret-the-server-knows",
         ])
@@ -178,7 +178,7 @@ struct EndToEndTests {
     @Test("bad environments: each a clear message and its exit status; the queue untouched")
     func badEnvironments() async throws {
         let world = try await World.start()
-        try world.enqueue(["keep-1", "keep-2"])
+        try await world.enqueue(["keep-1", "keep-2"])
         let before = try Data(contentsOf: URL(fileURLWithPath: world.database))
 
         func expectFailure(_ arguments: [String], config: [String: Any] = [:], environment: [String: String]? = nil,
@@ -256,8 +256,8 @@ struct World {
         return World(simulator: simulator, folder: folder, database: database)
     }
 
-    func enqueue(_ ids: [String]) throws {
-        _ = try SQLiteQueueStore(path: database).enqueue(TestSupport.items(ids), now: Date())
+    func enqueue(_ ids: [String]) async throws {
+        _ = try await SQLiteQueueStore(path: database).enqueue(TestSupport.items(ids), now: Date())
     }
 
     func stop() async throws {

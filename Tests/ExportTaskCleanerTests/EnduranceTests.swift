@@ -97,7 +97,7 @@ struct EnduranceTests {
 
     @Test("a group-commit gather's question, 300,000 times")
     func gather() throws {
-        let store = BlockingStore(store: try TestSupport.makeStore().store)
+        let store = try TestSupport.makeStore().store
         let recorder = OutcomeRecorder(store: store, clock: SystemClock(), logger: CapturedLogs().logger())
         let flag = Atomic<Bool>(true)
         recorder.setMoreExpected { flag.load(ordering: .relaxed) }
@@ -156,7 +156,7 @@ struct EnduranceTests {
     @Test("a whole service: 3,000 deletes one at a time with scrapes between, then a clean stop")
     func wholeService() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue((1...3_000).map { "endure-\($0)" })
+        try await harness.enqueue((1...3_000).map { "endure-\($0)" })
         let setup = MetricsSetup()
         var options = ServiceHarness.options(concurrency: 1, drain: false)
         options.groupCommitWait = .milliseconds(1)

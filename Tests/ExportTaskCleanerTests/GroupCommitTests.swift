@@ -14,10 +14,10 @@ struct GroupCommitTests {
     @Test("with other runners busy a lone outcome waits for company, 100 ms at most; a stop, or enough outcomes, write at once")
     func waitsBoundedAndFlushes() async throws {
         let (store, _) = try TestSupport.makeStore()
-        _ = try store.enqueue(TestSupport.items((1...40).map { "gc-\($0)" }), now: Date())
-        let tasks = try store.claim(limit: 40, leaseToken: "lease", leaseUntil: Date().addingTimeInterval(60), now: Date())
+        _ = try await store.enqueue(TestSupport.items((1...40).map { "gc-\($0)" }), now: Date())
+        let tasks = try await store.claim(limit: 40, leaseToken: "lease", leaseUntil: Date().addingTimeInterval(60), now: Date())
         let clock = ManualClock()
-        let recorder = OutcomeRecorder(store: BlockingStore(store: store), clock: clock, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+        let recorder = OutcomeRecorder(store: store, clock: clock, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
         recorder.setMoreExpected { true }
         let written = EventLog<Int>()
         let run = Task { await recorder.run { batch, _ in written.append(batch.count) } }

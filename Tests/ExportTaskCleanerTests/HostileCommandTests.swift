@@ -20,7 +20,7 @@ struct HostileCommandTests {
     @Test("server text with escape sequences and CRLF: one CSV record per row, nothing raw on the terminal")
     func escapedOutput() async throws {
         let world = try await World.start()
-        try world.enqueue(["t1"])
+        try await world.enqueue(["t1"])
         let db = try SQLiteConnection(path: world.database)
         let hostile = "IOTDA.\u{1B}[31m\r\nFAKE,\"row\"\u{1B}[2J"
         // A row shaped by hand, outside the audit chain: its trigger steps aside.
@@ -130,7 +130,7 @@ struct HostileCommandTests {
     @Test("a corrupted queue stops run with exit 1 and a clear message, not an endless loop")
     func corruptedQueue() async throws {
         let world = try await World.start()
-        try world.enqueue((1...3_000).map { "task-\($0)" })
+        try await world.enqueue((1...3_000).map { "task-\($0)" })
         try SQLiteConnection(path: world.database).execute("PRAGMA wal_checkpoint(TRUNCATE)")
         // Flip bytes in the middle of the file: pages of the table and its indexes.
         let handle = try FileHandle(forUpdating: URL(fileURLWithPath: world.database))

@@ -11,7 +11,7 @@ struct HostileInputTests {
     @Test("rows written with plain SQL whose IDs would make a wrong URL or header are invalid, never sent")
     func badIdentifiersFromTheDatabase() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["fine"])
+        try await harness.enqueue(["fine"])
         let db = try SQLiteConnection(path: harness.path)
         let rows: [(String, String)] = [
             ("dots", "'..'"), ("dot", "'.'"), ("blob-dots", "x'2e2e'"), ("empty", "''"), ("slash", "'a/b'"),
@@ -32,15 +32,15 @@ struct HostileInputTests {
         #expect(states["fine"]?.state == "deleted")
         for id in rows.map(\.0) + ["instance-crlf"] {
             #expect(states[id]?.state == "invalid", "\(id)")
-            let audit = try harness.audit(id)
+            let audit = try await harness.audit(id)
             #expect(audit.map(\.outcome) == ["invalid"], "\(id)")
             #expect(audit.first?.delivery == nil)
         }
-        #expect(try harness.audit("dots").first?.errorMessage == "project_id: only letters, digits, '_' and '-' are allowed")
-        #expect(try harness.audit("blob-dots").first?.errorMessage == "project_id: not text")
-        #expect(try harness.audit("empty").first?.errorMessage == "project_id: empty")
-        #expect(try harness.audit("long").first?.errorMessage == "project_id: longer than 64 characters")
-        #expect(try harness.audit("instance-crlf").first?.errorMessage == "instance_id: only letters, digits, '_' and '-' are allowed")
+        await #expect(try harness.audit("dots").first?.errorMessage == "project_id: only letters, digits, '_' and '-' are allowed")
+        await #expect(try harness.audit("blob-dots").first?.errorMessage == "project_id: not text")
+        await #expect(try harness.audit("empty").first?.errorMessage == "project_id: empty")
+        await #expect(try harness.audit("long").first?.errorMessage == "project_id: longer than 64 characters")
+        await #expect(try harness.audit("instance-crlf").first?.errorMessage == "instance_id: only letters, digits, '_' and '-' are allowed")
         #expect(try db.scalarInt("SELECT count(*) FROM export_tasks WHERE typeof(export_task_id) = 'blob' AND state = 'invalid'") == 1)
         try await harness.shutdown()
     }
@@ -48,7 +48,7 @@ struct HostileInputTests {
     @Test("outcomes that cannot be written because the file is corrupt stop the service (exit 1), logged one by one")
     func corruptWritesStop() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue((1...20).map { "c-\($0)" })
+        try await harness.enqueue((1...20).map { "c-\($0)" })
         harness.store.failingWriteCode.withLock { $0 = 11 }
         harness.store.failingWrites.withLock { $0 = 1_000 }
         let service = harness.service(ServiceHarness.options())
@@ -99,7 +99,7 @@ struct HostileInputTests {
 
         let harness = try await ServiceHarness.start()
         harness.simulator.script("parked", .tooManyRequests(retryAfterSeconds: 99_999_999, times: 1))
-        try harness.enqueue(["parked"])
+        try await harness.enqueue(["parked"])
         let service = harness.service(ServiceHarness.options(drain: false))
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -109,7 +109,7 @@ struct HostileInputTests {
                 try await group.waitForAll()
             }
         }
-        let row = try #require(try harness.audit("parked").first)
+        let row = try await #require(try harness.audit("parked").first)
         #expect(row.outcome == "retry")
         #expect(row.errorMessage?.contains("Retry-After asked for 99999999 s, more than the 3600 s honoured; retried after 3600 s") == true)
         let due = try #require(try SQLiteConnection(path: harness.path).scalarInt(
@@ -173,10 +173,10 @@ struct HostileInputTests {
     }
 
     @Test("invalid IDs are recorded truncated, saying so")
-    func truncatedInvalidIDs() throws {
+    func truncatedInvalidIDs() async throws {
         let (store, path) = try TestSupport.makeStore()
         let huge = String(repeating: "x", count: 300) + "!"
-        let summary = try store.enqueue([EnqueueItem(exportTaskID: huge, line: 1)], now: Date())
+        let summary = try await store.enqueue([EnqueueItem(exportTaskID: huge, line: 1)], now: Date())
         let recorded = String(repeating: "x", count: 64) + "... (301 bytes in all)"
         #expect(summary.invalid.map(\.exportTaskID) == [recorded])
         #expect(summary.invalid.first?.problem == "only letters, digits, '_' and '-' are allowed")

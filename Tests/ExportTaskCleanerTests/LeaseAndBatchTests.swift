@@ -8,7 +8,7 @@ struct LeaseAndBatchTests {
     @Test("a request that outlives lease/3 has its lease renewed while in flight: never expired, never taken over")
     func leaseRenewedInFlight() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue(["slow"])
+        try await harness.enqueue(["slow"])
         // Held after it started, until the test lets it go: four renewal periods and past the
         // end of the lease it was claimed with.
         harness.transport.gate.hold(["slow"])
@@ -30,13 +30,13 @@ struct LeaseAndBatchTests {
             }
             // 40 s in: the lease it was claimed with ended 10 s ago, and a sweep has run since.
             #expect(clock.now().timeIntervalSince(claimedAt) > leaseSeconds)
-            #expect(try harness.audit("slow").isEmpty)
+            await #expect(try harness.audit("slow").isEmpty)
             harness.transport.gate.open()
             try await group.waitForAll()
         }
         #expect(try harness.rows()["slow"]?.state == "deleted")
         #expect(try harness.rows()["slow"]?.attempts == 1)
-        #expect(try harness.audit("slow").map(\.outcome) == ["deleted"])
+        await #expect(try harness.audit("slow").map(\.outcome) == ["deleted"])
         #expect(try SQLiteConnection(path: harness.path).scalarInt("SELECT count(*) FROM audit_log WHERE outcome = 'lease_expired'") == 0)
         #expect(!harness.logs.lines.contains { $0.message.hasPrefix("lease expired") })
         #expect(service.statistics.staleOutcomes == 0)
@@ -49,7 +49,7 @@ struct LeaseAndBatchTests {
         let tasks = 1_300
         let harness = try await ServiceHarness.start(concurrency: 64)
         let ids = (1...tasks).map { String(format: "batch-%04d", $0) }
-        try harness.enqueue(ids)
+        try await harness.enqueue(ids)
         // The database refuses every write until the last request has started: the outcomes
         // wait in the recorder, which retries with backoff.
         harness.store.failingWrites.withLock { $0 = .max }

@@ -39,7 +39,7 @@ struct MetadataCredentialsTests {
                                      requestTimeout: .seconds(5)),
                 logger: logs.logger())
             let store = try TestSupport.makeStore().store
-            _ = try store.enqueue(TestSupport.items((0..<tasks).map { String(format: "meta-%04d", $0) }), now: Date())
+            _ = try await store.enqueue(TestSupport.items((0..<tasks).map { String(format: "meta-%04d", $0) }), now: Date())
             let service = CleanerService(
                 options: CleanerOptions(projectID: project, concurrency: 8, maxRequestsPerSecond: rate,
                                         pollInterval: .milliseconds(50), drain: true, credentialsDescription: setup.description),
@@ -107,7 +107,7 @@ struct MetadataCredentialsTests {
         #expect(rig.logs.lines.contains { $0.message == "cannot renew the temporary credentials; trying again" })
         #expect(!rig.logs.allText.contains("securitytoken") && !rig.logs.allText.contains("secret"))
         // Tasks about to be sent when the keys expired were given back, not counted as attempts.
-        #expect(try rig.store.counts()[.deleted] == 150)
+        await #expect(try rig.store.counts()[.deleted] == 150)
         try await rig.stop()
     }
 
@@ -184,7 +184,7 @@ struct MetadataCredentialsTests {
     @Test("a clock 20 minutes behind the server's is named in the error line and the status")
     func clockOffsetNamed() async throws {
         let harness = try await ServiceHarness.start(simulator: .init(clockOffset: .seconds(20 * 60)))
-        try harness.enqueue(["skew-1", "skew-2"])
+        try await harness.enqueue(["skew-1", "skew-2"])
         let service = harness.service(ServiceHarness.options(drain: true))
         await #expect(throws: CleanerError.self) { try await service.run() }
         let line = try #require(harness.logs.lines.first { $0.message == "credentials refused, the local clock is off; requests paused" })

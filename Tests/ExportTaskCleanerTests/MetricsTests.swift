@@ -28,7 +28,7 @@ struct MetricsTests {
             default: break
             }
         }
-        try harness.enqueue(ids + ["not valid!"])
+        try await harness.enqueue(ids + ["not valid!"])
         let setup = MetricsSetup()
         let service = CleanerService(
             options: ServiceHarness.options(), store: harness.store, transport: harness.transport,
@@ -53,7 +53,7 @@ struct MetricsTests {
             #expect(scraped == Double(audit[outcome.rawValue] ?? 0), "\(outcome.rawValue)")
         }
         #expect(samples.first { $0.name == "export_task_cleaner_request_duration_seconds_count" }?.value == Double(received))
-        let counts = try harness.store.inner.counts()
+        let counts = try await harness.store.inner.counts()
         for state in TaskState.allCases {
             let scraped = samples.first { $0.name == "export_task_cleaner_tasks" && $0.labels["state"] == state.rawValue }?.value
             #expect(scraped == Double(counts[state] ?? 0), "\(state.rawValue)")

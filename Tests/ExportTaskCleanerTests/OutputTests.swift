@@ -21,7 +21,7 @@ struct OutputTests {
 
     private func populatedWorld() async throws -> World {
         let world = try await World.start()
-        try world.enqueue(["out-1", "out-2", "out-3"])
+        try await world.enqueue(["out-1", "out-2", "out-3"])
         // Rows shaped by hand, outside the audit chain: its trigger steps aside.
         try SQLiteConnection(path: world.database).execute("""
             DROP TRIGGER audit_log_hash_required;

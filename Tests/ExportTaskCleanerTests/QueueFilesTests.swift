@@ -21,12 +21,12 @@ struct QueueFilesTests {
     }
 
     @Test("a new queue is 0660 whatever the umask, and SQLite gives -wal and -shm the same mode")
-    func createdGroupWritable() throws {
+    func createdGroupWritable() async throws {
         let path = try TestSupport.makeFolder().appendingPathComponent("queue.sqlite3").path
         let old = umask(0o077)
         defer { umask(old) }
         let store = try SQLiteQueueStore(path: path)
-        _ = try store.enqueue(TestSupport.items(["a1"]), now: Date())
+        _ = try await store.enqueue(TestSupport.items(["a1"]), now: Date())
         #expect(mode(path) == 0o660)
         #expect(mode(path + "-wal") == 0o660)
         #expect(mode(path + "-shm") == 0o660)

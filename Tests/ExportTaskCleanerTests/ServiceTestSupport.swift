@@ -2,6 +2,7 @@ import ExportTaskCleaner
 import Foundation
 import IoTDASimulator
 import Logging
+import NIOPosix
 import Synchronization
 
 /// A clock the test moves by hand: sleepers wake only when `advance` passes their deadline.
@@ -204,34 +205,39 @@ final class ObservedStore: WorkQueue {
 
     var committed: [(outcome: AuditOutcome, id: String, held: Bool)] { applied.events.flatMap { $0 } }
 
-    func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
-        try inner.claim(limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
+    func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) async throws -> [ClaimedTask] {
+        try await inner.claim(limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
     }
-    func apply(_ transitions: [TaskTransition]) throws -> [Bool] {
-        beforeApply.withLock { $0 }?.call()
+    func apply(_ transitions: [TaskTransition]) async throws -> [Bool] {
+        if let callback = beforeApply.withLock({ $0 }) {
+            // On a thread of the blocking pool, as a real write waits: a test that holds it
+            // there holds no thread of Swift's cooperative pool.
+            try await NIOThreadPool.singleton.runIfActive { callback.call() }
+        }
         let fail = failingWrites.withLock { remaining in
             defer { remaining = max(0, remaining - 1) }
             return remaining > 0
         }
         if fail {
             let code = failingWriteCode.withLock { $0 }
-            throw SQLiteError(code: code, message: code == 5 ? "database is locked" : "database disk image is malformed", context: "a test")
+            throw SQLiteError(code: code, message: code == 5 ? "database is locked" : "database disk image is malformed", context: "a test").storeError
         }
-        let held = try inner.apply(transitions)
+        let held = try await inner.apply(transitions)
         applied.append(zip(transitions, held).map { ($0.audit.outcome, $0.task.exportTaskID, $1) })
         return held
     }
-    func renewLeases(tokens: [String], until: Date) throws -> Set<Int> {
-        if failingRenewals.withLock({ $0 }) { throw SQLiteError(code: 5, message: "database is locked", context: "a test") }
-        return try inner.renewLeases(tokens: tokens, until: until)
+    func renewLeases(tokens: [String], until: Date) async throws -> Set<Int> {
+        if failingRenewals.withLock({ $0 }) { throw StoreError(.unavailable, "database is locked (a test)") }
+        return try await inner.renewLeases(tokens: tokens, until: until)
     }
-    func expireLeases(now: Date) throws -> [ExpiredLease] { try inner.expireLeases(now: now) }
-    func counts() throws -> [TaskState: Int] { try inner.counts() }
-    func nextDue() throws -> Date? { try inner.nextDue() }
-    func hasUnfinishedTasks() throws -> Bool { try inner.hasUnfinishedTasks() }
-    func dataVersion() throws -> Int { try inner.dataVersion() }
-    func heartbeat(startedAt: Date, status: String, now: Date) throws { try inner.heartbeat(startedAt: startedAt, status: status, now: now) }
-    func removeHeartbeat() throws { try inner.removeHeartbeat() }
+    func expireLeases(now: Date) async throws -> [ExpiredLease] { try await inner.expireLeases(now: now) }
+    func counts() async throws -> [TaskState: Int] { try await inner.counts() }
+    func nextDue() async throws -> Date? { try await inner.nextDue() }
+    func hasUnfinishedTasks() async throws -> Bool { try await inner.hasUnfinishedTasks() }
+    func changeSignal() async throws -> Int { try await inner.changeSignal() }
+    func oldestPendingEnqueuedAt() async throws -> Date? { try await inner.oldestPendingEnqueuedAt() }
+    func heartbeat(startedAt: Date, status: String, now: Date) async throws { try await inner.heartbeat(startedAt: startedAt, status: status, now: now) }
+    func removeHeartbeat() async throws { try await inner.removeHeartbeat() }
 }
 
 /// The real client, reporting each request as it starts; the gate can hold requests in flight.
@@ -344,8 +350,8 @@ struct ServiceHarness {
         return options
     }
 
-    func enqueue(_ ids: [String]) throws {
-        _ = try store.inner.enqueue(TestSupport.items(ids), now: Date())
+    func enqueue(_ ids: [String]) async throws {
+        _ = try await store.inner.enqueue(TestSupport.items(ids), now: Date())
     }
 
     func rows() throws -> [String: (state: String, attempts: Int, status: Int?, code: String?, requestID: String?)] {
@@ -360,9 +366,9 @@ struct ServiceHarness {
         return rows
     }
 
-    func audit(_ id: String) throws -> [AuditEntry] {
+    func audit(_ id: String) async throws -> [AuditEntry] {
         var entries: [AuditEntry] = []
-        try store.inner.auditEntries(AuditFilter(exportTaskID: id)) { entries.append($0) }
+        try await store.inner.auditEntries(AuditFilter(exportTaskID: id)) { entries.append($0) }
         return entries
     }
 

@@ -14,7 +14,7 @@ struct ShutdownAndReloadTests {
     func cancelledRunnersFireNoDeadline() async throws {
         let harness = try await ServiceHarness.start()
         // The first answer shows the credentials work; until then one request at a time.
-        try harness.enqueue(["warm-up", "slow-1", "slow-2"])
+        try await harness.enqueue(["warm-up", "slow-1", "slow-2"])
         for id in ["slow-1", "slow-2"] { harness.simulator.script(id, .delay(.seconds(5), then: .deleteOnce)) }
         var options = ServiceHarness.options(concurrency: 3, drain: false, grace: .milliseconds(200))
         options.outcomeWriteGrace = .seconds(20)
@@ -33,7 +33,7 @@ struct ShutdownAndReloadTests {
         #expect(harness.store.failingWrites.withLock { $0 } == 0)
         let rows = try harness.rows()
         #expect(rows["slow-1"]?.state == "pending" && rows["slow-2"]?.state == "pending")
-        #expect(try harness.audit("slow-1").last?.delivery == "unknown")
+        await #expect(try harness.audit("slow-1").last?.delivery == "unknown")
         #expect(!harness.logs.lines.contains { $0.message == "outcomes still not written after the shutdown grace period; giving up" })
         #expect(!harness.logs.lines.contains { $0.message.hasPrefix("outcome not written") })
         #expect(service.outcome == .stopped)
@@ -43,7 +43,7 @@ struct ShutdownAndReloadTests {
     @Test("a reload from 0.001/s to 100/s applies to runners already waiting for a slot taken at the old rate; in flight counts requests on the wire")
     func reloadedRateAppliesToWaitingRunners() async throws {
         let harness = try await ServiceHarness.start()
-        try harness.enqueue((1...6).map { "rate-\($0)" })
+        try await harness.enqueue((1...6).map { "rate-\($0)" })
         let clock = ManualClock()
         let service = harness.service(ServiceHarness.options(concurrency: 2, rate: 0.001, drain: false), clock: clock)
         try await testGracefulShutdown { trigger in

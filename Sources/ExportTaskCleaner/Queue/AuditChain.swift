@@ -3,7 +3,8 @@ import Crypto
 /// Tamper evidence for `audit_log` (docs/database.md, "The database"): each row's `hash` is SHA-256 over
 /// the previous row's hash and the row's own content, so a row changed, deleted, replaced or
 /// slipped in out of order breaks the chain from there on. Rows are hashed inside the
-/// transaction that writes them, so concurrent writers take turns through SQLite's write lock.
+/// transaction that writes them, so concurrent writers take turns (SQLite: its write lock;
+/// PostgreSQL: a lock the appending transaction takes).
 ///
 /// It proves that the rows are as export-task-cleaner wrote them, unless someone who can write
 /// the file rebuilt the whole chain after editing it; the head hash (`status --json`, the
@@ -35,23 +36,6 @@ public enum AuditChain {
 
     /// What to select for ``values(of:)``: ``columns`` then ``laterColumns``.
     package static let selection = (columns + laterColumns).joined(separator: ", ")
-
-    /// The hashed values of the row a statement stands on (selected as ``selection``, or as
-    /// ``columns`` alone when `laterColumns` is false), as stored.
-    package static func values(of row: SQLiteStatement, laterColumns: Bool = true) -> [Value] {
-        func value(_ column: Int32) -> Value {
-            if row.isNull(column) { return .null }
-            if row.isInteger(column) { return .integer(row.int(column)) }
-            return .text(row.string(column))
-        }
-        var values = (0..<Int32(columns.count)).map(value)
-        if laterColumns {
-            for column in Int32(columns.count)..<Int32(columns.count + Self.laterColumns.count) where !row.isNull(column) {
-                values.append(value(column))
-            }
-        }
-        return values
-    }
 
     /// The row's hash as 64 lower-case hex digits: SHA-256 of the previous hash's text, then
     /// each value as a tag byte (0 null, 1 integer as 8 bytes big-endian, 2 text as a 4-byte

@@ -4,7 +4,7 @@ import Synchronization
 /// One connection to a SQLite database file, set up the way the queue needs it: a busy timeout,
 /// foreign keys on, and a cache of prepared statements (`useWAL` switches the file to WAL).
 ///
-/// Not thread-safe by itself: `SQLiteQueueStore` owns one behind a mutex.
+/// Not thread-safe by itself: `SQLiteQueue` owns one behind a mutex.
 public final class SQLiteConnection {
     let handle: OpaquePointer
     public let path: String

@@ -27,3 +27,18 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
         "SQLite error \(code) (\(String(cString: sqlite3_errstr(code)))) while \(context): \(message)"
     }
 }
+
+extension SQLiteError {
+    /// The store-neutral error the service acts on (``StoreError``).
+    package var storeError: StoreError {
+        switch primaryCode {
+        case SQLITE_CORRUPT, SQLITE_NOTADB:
+            return StoreError(.corrupt, description)
+        case SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOMEM,
+             SQLITE_PROTOCOL, SQLITE_INTERRUPT:
+            return StoreError(.unavailable, description)
+        default:
+            return StoreError(.refused, description)
+        }
+    }
+}

@@ -35,7 +35,7 @@ extension CleanerService {
                 // Not while stopping: the service removes it as it ends, and on a locked
                 // database the write would hold up the outcomes' last writes behind it.
                 if !isStopping {
-                    do { try await database.run { try $0.heartbeat(startedAt: startedAt, status: text, now: now) } } catch {
+                    do { try await database.heartbeat(startedAt: startedAt, status: text, now: now) } catch {
                         logger.warning("cannot write the heartbeat", metadata: ["error": "\(error)"])
                     }
                 }
@@ -80,7 +80,7 @@ extension CleanerService {
         do {
             // Taken before the write: the lease is known to hold until then at least.
             let until = clock.now().addingTimeInterval(options.leaseDuration.timeInterval)
-            let held = try await database.run { try $0.renewLeases(tokens: tokens, until: until) }
+            let held = try await database.renewLeases(tokens: tokens, until: until)
             shared.withLock { $0.leases.renewed(tokens: tokens, until: until, held: held) }
         } catch {
             logger.error("cannot renew leases", metadata: ["error": "\(error)", "leases": "\(tokens.count)"])
@@ -95,7 +95,7 @@ extension CleanerService {
             return shared.countsDirty
         }
         guard dirty || previous.isEmpty else { return previous }
-        do { return try await database.run { try $0.counts() } } catch {
+        do { return try await database.counts() } catch {
             logger.warning("cannot count tasks", metadata: ["error": "\(error)"])
             return previous
         }
@@ -106,7 +106,7 @@ extension CleanerService {
     func updateMetrics(counts: [TaskState: Int]) async {
         guard let metrics else { return }
         do {
-            let oldest = try await database.run { try $0.oldestPendingEnqueuedAt() }
+            let oldest = try await database.oldestPendingEnqueuedAt()
             metrics.update(counts: counts, oldestPending: oldest)
         } catch {
             // The age keeps its last reading; the counts are new.

@@ -40,7 +40,7 @@ extension CleanerService {
                 return ready.inFlight + ready.count > 1
             }
             defer { recorder.setMoreExpected(nil) }
-            let dataVersion = (try? await database.run { try $0.dataVersion() }) ?? 0
+            let dataVersion = (try? await database.changeSignal()) ?? 0
             var machine = WorkLoopStateMachine(options: options, dataVersion: dataVersion)
             var event = WorkLoopStateMachine.Event.started
             passes: while true {
@@ -57,7 +57,7 @@ extension CleanerService {
                     case .finish:
                         break passes
                     case .pollDataVersion:
-                        let version = try? await database.run { try $0.dataVersion() }
+                        let version = try? await database.changeSignal()
                         actions = machine.on(.dataVersion(version))
                     case .measureSlots:
                         let slots = traffic.freeSlots(inFlight: ready.inFlight, now: clock.instant())
@@ -69,7 +69,7 @@ extension CleanerService {
                             ? machine.on(.claimed(tasks: 0, shortfall: nil))
                             : await claim(limit: limit, now: now, into: ready, machine: &machine)
                     case .checkDrained:
-                        let unfinished = try? await database.run { try $0.hasUnfinishedTasks() }
+                        let unfinished = try? await database.hasUnfinishedTasks()
                         actions = machine.on(.drainChecked(unfinished: unfinished))
                     case .settle:
                         actions = machine.on(.settled(now: clock.now()))
@@ -160,7 +160,7 @@ extension CleanerService {
                 ready.append(contentsOf: valid)
             }
             return machine.on(.claimed(tasks: tasks.count, shortfall: claim.shortfall))
-        } catch let error as SQLiteError where error.isCorruption {
+        } catch let error as StoreError where error.isCorruption {
             logger.critical("the queue is corrupt; stopping", metadata: ["error": "\(error)"])
             return machine.on(.claimFailed(corrupt: true))
         } catch {
@@ -173,7 +173,7 @@ extension CleanerService {
     }
 
     /// What a claim found: the tasks, and when fewer were due than asked for, what the loop
-    /// needs to wait well (read in the same trip to the database).
+    /// needs to wait well.
     private struct Claim: Sendable {
         var tasks: [ClaimedTask]
         var leaseUntil: Date
@@ -182,12 +182,11 @@ extension CleanerService {
 
     private func claim(limit: Int, leaseToken: String, now: Date) async throws -> Claim {
         let until = now.addingTimeInterval(options.leaseDuration.timeInterval)
-        return try await database.run { store in
-            let tasks = try store.claim(limit: limit, leaseToken: leaseToken, leaseUntil: until, now: now)
-            guard tasks.count < limit else { return Claim(tasks: tasks, leaseUntil: until) }
-            return Claim(tasks: tasks, leaseUntil: until,
-                         shortfall: .init(nextDue: try store.nextDue(), dataVersion: try store.dataVersion()))
-        }
+        let tasks = try await database.claim(limit: limit, leaseToken: leaseToken, leaseUntil: until, now: now)
+        guard tasks.count < limit else { return Claim(tasks: tasks, leaseUntil: until) }
+        // The change signal is read after the claim: a task queued meanwhile moves it.
+        return Claim(tasks: tasks, leaseUntil: until,
+                     shortfall: .init(nextDue: try await database.nextDue(), dataVersion: try await database.changeSignal()))
     }
 
     private func beginStopping(reason: String) {

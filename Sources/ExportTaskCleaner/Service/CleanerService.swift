@@ -40,8 +40,8 @@ public final class CleanerService: Service, Sendable {
     }
 
     let options: CleanerOptions
-    /// The queue store; its calls run off the cooperative pool.
-    let database: BlockingStore
+    /// The queue store: whichever it is, the service sees only ``WorkQueue``.
+    let database: any WorkQueue
     let transport: any IoTDATransport
     /// The retry policy; a reload may replace it.
     private let retryPolicy: Mutex<any RetryStrategy>
@@ -76,7 +76,7 @@ public final class CleanerService: Service, Sendable {
                 liveness: LivenessMonitor? = nil, credentials: CredentialProvider? = nil,
                 credentialSource: CredentialSourceReader? = nil, metrics: ServiceMetrics? = nil, logger: Logger) {
         self.options = options
-        self.database = BlockingStore(store: store)
+        self.database = store
         self.transport = transport
         self.retryPolicy = Mutex(retry)
         self.credentials = credentials
@@ -149,11 +149,11 @@ public final class CleanerService: Service, Sendable {
         finalOutcome.withLock { $0 = outcome }
         let unwritten = recorder.unwritten
         // The metrics' task counts as the run leaves them.
-        if metrics != nil, let counts = try? await database.run({ try $0.counts() }) {
+        if metrics != nil, let counts = try? await database.counts() {
             await updateMetrics(counts: counts)
         }
         if unwritten == 0 {
-            do { try await database.run { try $0.removeHeartbeat() } } catch {
+            do { try await database.removeHeartbeat() } catch {
                 logger.warning("cannot remove the heartbeat", metadata: ["error": "\(error)"])
             }
         }
@@ -162,7 +162,7 @@ public final class CleanerService: Service, Sendable {
         let statistics = self.statistics
         logger.info("cleaner stopped", metadata: [
             "outcome": "\(outcome)", "requests": "\(statistics.requests)", "finished": "\(statistics.finished)",
-            "retries": "\(statistics[.retry])", "transactions": "\(database.store.writeTransactions)",
+            "retries": "\(statistics[.retry])", "transactions": "\(database.writeTransactions)",
         ])
         if unwritten > 0, outcome != .databaseCorrupt {
             throw CleanerError.runtime(
@@ -174,7 +174,7 @@ public final class CleanerService: Service, Sendable {
         }
         if outcome == .databaseCorrupt {
             throw CleanerError.runtime(
-                "database: the queue is corrupt, so the service stopped (outcomes it could not write are in the log, one line each); restore it from a backup, or recover what is left with `sqlite3 FILE .recover`")
+                "database: the queue is corrupt, so the service stopped (outcomes it could not write are in the log, one line each); restore it from a backup (of a SQLite queue, `sqlite3 FILE .recover` saves what is left)")
         }
     }
 
@@ -227,7 +227,7 @@ public final class CleanerService: Service, Sendable {
     func expireDeadLeases() async {
         do {
             let now = clock.now()
-            let expired = try await database.run { try $0.expireLeases(now: now) }
+            let expired = try await database.expireLeases(now: now)
             for lease in expired {
                 logger.warning("lease expired; task returned to pending", metadata: [
                     "task_id": "\(lease.id)", "export_task_id": "\(lease.exportTaskID)",

@@ -39,7 +39,7 @@ final class OutcomeRecorder: Sendable {
         var unwritten = 0
     }
 
-    private let store: BlockingStore
+    private let store: any WorkQueue
     private let clock: any ServiceClock
     private let logger: Logger
     /// Whether more outcomes are expected soon (other runners hold tasks, the service is not
@@ -58,7 +58,7 @@ final class OutcomeRecorder: Sendable {
     /// The group commit's longest wait (``Tuning/groupCommitWait``; zero: none).
     private let groupCommitWait: Duration
 
-    init(store: BlockingStore, clock: any ServiceClock, logger: Logger, groupCommitWait: Duration = Tuning.groupCommitWait) {
+    init(store: any WorkQueue, clock: any ServiceClock, logger: Logger, groupCommitWait: Duration = Tuning.groupCommitWait) {
         self.store = store
         self.clock = clock
         self.logger = logger
@@ -167,12 +167,14 @@ final class OutcomeRecorder: Sendable {
         var failures = 0
         while true {
             do {
-                let applied = try await store.runShielded { try $0.apply(transitions) }
+                // In a task of its own, so that cancelling the recorder cannot cut a write short
+                // (docs/operations.md, "Behaviour under failures").
+                let applied = try await Task { [store] in try await store.apply(transitions) }.value
                 if failures > 0 {
                     logger.notice("outcomes written after retrying", metadata: ["outcomes": "\(transitions.count)", "failures": "\(failures)"])
                 }
                 return (applied, .written)
-            } catch let error as SQLiteError where error.isCorruption {
+            } catch let error as StoreError where error.isCorruption {
                 // Writing again cannot help.
                 giveUp(transitions, message: "outcome not written: the queue is corrupt", error: error)
                 return (Array(repeating: false, count: transitions.count), .corrupt)

@@ -4,7 +4,7 @@ import Logging
 
 // Feeding: `enqueue`, in one transaction, with multi-row inserts.
 
-extension SQLiteQueueStore {
+extension SQLiteQueue {
 
     /// Valid IDs go in by `enqueueChunk` rows per statement: one `sqlite3_step` per row costs
     /// as much again as the insert itself (cursors opened, seeks from the root, allocations).
@@ -24,16 +24,9 @@ extension SQLiteQueueStore {
         min(128 * 1024, items / 1024 * 64)
     }
 
-    public func enqueue(_ items: [EnqueueItem], now: Date) throws -> EnqueueSummary {
-        var iterator = items.makeIterator()
-        return try enqueue(expectedCount: items.count, now: now) { iterator.next() }
-    }
-
-    /// `enqueue` for items made as they are read (one transaction all the same), so that a
-    /// long list is never held in memory twice: `next` is called until it returns nil.
-    /// `expectedCount` sizes the page cache. (A closure rather than a generic sequence: this
-    /// module's generics are not specialized for callers in others.)
-    public func enqueue(expectedCount: Int, now: Date, next: () throws -> EnqueueItem?) throws -> EnqueueSummary {
+    /// Queues a list in one transaction, inserting as it is read (``EnqueueList``).
+    package func enqueue(_ list: EnqueueList, now: Date) throws -> EnqueueSummary {
+        let expectedCount = list.expectedCount
         let at = Timestamp.format(now)
         return try withConnection { db in
             let cacheKiB = Self.enqueueCacheKiB(items: expectedCount)
@@ -47,9 +40,7 @@ extension SQLiteQueueStore {
             }
             return try db.writeTransaction {
                 var writer = try EnqueueWriter(db: db, at: at, now: now, store: self)
-                while let item = try next() {
-                    try writer.add(item)
-                }
+                try list.forEach { try writer.add($0) }
                 try writer.flush()
                 return writer.summary
             }
@@ -62,13 +53,13 @@ extension SQLiteQueueStore {
         let db: SQLiteConnection
         let at: String
         let now: Date
-        let store: SQLiteQueueStore
+        let store: SQLiteQueue
         let insert: SQLiteStatement
         let insertInvalid: SQLiteStatement
         var run: [EnqueueItem] = []
         var summary = EnqueueSummary()
 
-        init(db: SQLiteConnection, at: String, now: Date, store: SQLiteQueueStore) throws {
+        init(db: SQLiteConnection, at: String, now: Date, store: SQLiteQueue) throws {
             self.db = db
             self.at = at
             self.now = now
@@ -82,7 +73,7 @@ extension SQLiteQueueStore {
                     (export_task_id, project_id, instance_id, state, enqueued_at, next_attempt_at, finished_at)
                 VALUES (?1, ?2, ?3, 'invalid', ?4, ?4, ?4)
                 """)
-            run.reserveCapacity(SQLiteQueueStore.enqueueChunk)
+            run.reserveCapacity(SQLiteQueue.enqueueChunk)
         }
 
         mutating func add(_ item: EnqueueItem) throws {
@@ -95,8 +86,8 @@ extension SQLiteQueueStore {
                 try flush()
             }
             run.append(item)
-            if run.count == SQLiteQueueStore.enqueueChunk {
-                let statement = try db.prepare(SQLiteQueueStore.chunkInsertSQL)
+            if run.count == SQLiteQueue.enqueueChunk {
+                let statement = try db.prepare(SQLiteQueue.chunkInsertSQL)
                 statement.bind(item.projectID, at: 1)
                 statement.bind(item.instanceID, at: 2)
                 statement.bind(at, at: 3)

@@ -3,33 +3,32 @@ import FoundationEssentials
 import Logging
 import Synchronization
 
-/// The queue in one SQLite file (WAL), shared with the tools that feed it.
+/// The SQLite store's synchronous core: the queue in one SQLite file (WAL), shared with the
+/// tools that feed it. ``SQLiteQueueStore`` puts it behind the store protocols.
 ///
-/// One connection, serialized by a mutex. Every write runs in `BEGIN IMMEDIATE`; every
+/// One connection, serialized by a mutex; every call blocks its thread (up to the busy
+/// timeout while another process writes). Every write runs in `BEGIN IMMEDIATE`; every
 /// statement is prepared once and bound, never built from data.
 ///
 /// `@unchecked Sendable`: the connection is only ever touched inside `lock.withLock`.
-public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
+package final class SQLiteQueue: @unchecked Sendable {
     private let lock = Mutex(())
     private let db: SQLiteConnection
     /// Who writes: `host:pid`, recorded in every audit row.
-    public let runner: String
-    public let path: String
+    package let runner: String
+    package let path: String
     /// What opening changed in the files' modes and groups (``QueueFiles``), for the log.
-    public let repairs: [QueueFiles.Repair]
+    package let repairs: [QueueFiles.Repair]
 
     /// The schema version this release writes (docs/database.md, "The database").
-    public static var schemaVersion: Int { Schema.currentVersion }
+    package static var schemaVersion: Int { SQLiteSchema.currentVersion }
 
-    /// What a command opens the queue for.
-    public enum Purpose: Sendable {
-        /// `status`, `audit`: read only. The file must exist and be a queue of this release;
-        /// it is never created, migrated or switched to WAL, and no statement writes to it.
+    /// What a command opens the queue for (``SQLiteQueueStore/Purpose``).
+    package enum Purpose: Sendable {
         case inspect
-        /// `run`, `enqueue`, `requeue`: created when missing (mode 0660) and migrated; another
-        /// application's database is refused untouched. (A full integrity check, `PRAGMA
-        /// quick_check`, would take 9 to 10 s at a million tasks: too slow for every start.
-        /// Corruption shows itself as `SQLITE_CORRUPT` instead, which stops the service.)
+        /// (A full integrity check, `PRAGMA quick_check`, would take 9 to 10 s at a million
+        /// tasks: too slow for every start. Corruption shows itself as `SQLITE_CORRUPT`
+        /// instead, which stops the service.)
         case write
     }
 
@@ -39,7 +38,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
     /// no permission, another application's file, no queue yet to inspect),
     /// `CleanerError.runtime` when the file is not a usable queue (corrupt, or written by a
     /// newer release) or a feeding tool's `-wal`/`-shm` is not writable here.
-    public init(path: String, runner: String = Runner.current, purpose: Purpose = .write) throws {
+    package init(path: String, runner: String = Runner.current, purpose: Purpose = .write) throws {
         self.path = path
         self.runner = runner
         let db: SQLiteConnection
@@ -55,12 +54,12 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
         do {
             db = try purpose == .inspect ? Self.openForReading(path) : SQLiteConnection(path: path, mode: .readWriteCreate)
             if purpose == .inspect {
-                try Schema.check(db)
+                try SQLiteSchema.check(db)
             } else {
                 // Nothing is changed in another application's file: not even its modes.
-                try Schema.refuseForeign(db)
+                try SQLiteSchema.refuseForeign(db)
                 repairs += QueueFiles.repair(databasePath: path)
-                try Schema.migrate(db)
+                try SQLiteSchema.migrate(db)
                 try db.useWAL()
             }
         } catch let error as SQLiteError {
@@ -98,7 +97,7 @@ public final class SQLiteQueueStore: QueueStore, @unchecked Sendable {
 
     /// Write transactions committed on this store's connection so far: an atomic count, read
     /// without waiting for the connection.
-    public var writeTransactions: Int { db.committedWriteTransactions }
+    package var writeTransactions: Int { db.committedWriteTransactions }
 
     func withConnection<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         try lock.withLock { _ in try body(db) }

@@ -4,8 +4,8 @@ import Logging
 
 // Applying outcomes under their leases, and renewing and expiring leases.
 
-extension SQLiteQueueStore {
-    public func apply(_ transitions: [TaskTransition]) throws -> [Bool] {
+extension SQLiteQueue {
+    package func apply(_ transitions: [TaskTransition]) throws -> [Bool] {
         guard !transitions.isEmpty else { return [] }
         return try withConnection { db in
             try db.writeTransaction {
@@ -152,7 +152,7 @@ extension SQLiteQueueStore {
         return applied
     }
 
-    public func renewLeases(tokens: [String], until: Date) throws -> Set<Int> {
+    package func renewLeases(tokens: [String], until: Date) throws -> Set<Int> {
         guard !tokens.isEmpty else { return [] }
         return try withConnection { db in
             try db.writeTransaction {
@@ -172,7 +172,7 @@ extension SQLiteQueueStore {
         }
     }
 
-    public func expireLeases(now: Date) throws -> [ExpiredLease] {
+    package func expireLeases(now: Date) throws -> [ExpiredLease] {
         try withConnection { db in
             try db.writeTransaction {
                 let select = try db.prepare("""

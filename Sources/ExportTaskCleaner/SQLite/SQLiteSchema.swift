@@ -2,8 +2,8 @@
 ///
 /// Each migration runs in its own `BEGIN IMMEDIATE` transaction together with the version bump,
 /// so two processes opening a new file at once cannot both migrate it. A file whose version is
-/// newer than `Schema.currentVersion` was written by a newer release and is refused untouched.
-enum Schema {
+/// newer than `SQLiteSchema.currentVersion` was written by a newer release and is refused untouched.
+enum SQLiteSchema {
     static let now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
     /// Migration `n` (0-based) takes the file from version `n` to version `n + 1`.

@@ -3,20 +3,7 @@ import FoundationEssentials
 
 // The tasks checked against their audit rows: `audit --verify` (docs/database.md, "The database").
 
-/// What the consistency check found.
-public struct ConsistencyReport: Sendable, Equatable {
-    /// Tasks checked.
-    public var tasks = 0
-    /// Tasks that do not agree with their audit rows.
-    public var inconsistent = 0
-    /// The first few of them, one line each.
-    public var problems: [String] = []
-
-    /// Lines kept in `problems` at most.
-    public static let shownProblems = 20
-}
-
-extension SQLiteQueueStore {
+extension SQLiteQueue {
     /// Checks every task against its audit rows since its last `requeued` row (its *cycle*):
     /// - a finished task has exactly one final row (an outcome that ends a task, not
     ///   `lease_lost`), and it names the task's state; a task not finished has none;
@@ -24,7 +11,7 @@ extension SQLiteQueueStore {
     ///   `in_progress` task may also have one more: written ahead at its claim);
     /// - an `in_progress` task has a lease (token and expiry).
     /// One read transaction: a service writing meanwhile does not confuse it.
-    public func checkConsistency() throws -> ConsistencyReport {
+    package func checkConsistency() throws -> ConsistencyReport {
         let finals = AuditOutcome.allCases.filter(\.finishes).map { "'\($0.rawValue)'" }.joined(separator: ", ")
         return try withConnection { db in
             try db.readTransaction {

@@ -4,13 +4,13 @@ import Logging
 
 // Claiming due tasks under a lease, each row checked as it is read.
 
-extension SQLiteQueueStore {
+extension SQLiteQueue {
 
     /// Claims of at most this many tasks read first and then lease row by row; larger ones run
     /// as one statement.
     static let smallClaim = Tuning.smallClaim
 
-    public func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
+    package func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) throws -> [ClaimedTask] {
         guard limit > 0 else { return [] }
         return try withConnection { db in
             try db.writeTransaction {
@@ -90,7 +90,7 @@ extension SQLiteQueueStore {
 
     /// Bounds `attempts` as read (another tool may write any integer), so counting on from it
     /// cannot overflow; far above any `retry.max_attempts`.
-    static let maximumAttempts = 1_000_000
+    static var maximumAttempts: Int { QueueLimits.maximumAttempts }
 
     /// A claimed row (`id, export_task_id, project_id, instance_id, attempts,
     /// unanswered_attempts`, the counts as they were before the claim), checked: other

@@ -4,9 +4,9 @@ import Logging
 
 // What operators and the service's housekeeping ask: requeue, counts, heartbeat, status, audit.
 
-extension SQLiteQueueStore {
+extension SQLiteQueue {
 
-    public func requeue(_ selection: RequeueSelection, now: Date) throws -> RequeueSummary {
+    package func requeue(_ selection: RequeueSelection, now: Date) throws -> RequeueSummary {
         if case .state(let state) = selection, !state.isFinished {
             throw CleanerError.configuration(
                 "only finished tasks can be requeued (\(TaskState.finished.map(\.rawValue).joined(separator: ", "))), not \(state.rawValue)")
@@ -61,7 +61,7 @@ extension SQLiteQueueStore {
         }
     }
 
-    public func counts() throws -> [TaskState: Int] {
+    package func counts() throws -> [TaskState: Int] {
         try withConnection { db in try Self.counts(db) }
     }
 
@@ -75,7 +75,7 @@ extension SQLiteQueueStore {
         return counts
     }
 
-    public func oldestPendingEnqueuedAt() throws -> Date? {
+    package func oldestPendingEnqueuedAt() throws -> Date? {
         try withConnection { db in try Self.oldestPendingEnqueuedAt(db).flatMap(Timestamp.parse) }
     }
 
@@ -86,7 +86,7 @@ extension SQLiteQueueStore {
         return try statement.step() ? statement.optionalString(0) : nil
     }
 
-    public func nextDue() throws -> Date? {
+    package func nextDue() throws -> Date? {
         try withConnection { db in
             let statement = try db.prepare("SELECT min(next_attempt_at) FROM export_tasks WHERE state = 'pending'")
             defer { statement.reset() }
@@ -94,17 +94,17 @@ extension SQLiteQueueStore {
         }
     }
 
-    public func hasUnfinishedTasks() throws -> Bool {
+    package func hasUnfinishedTasks() throws -> Bool {
         try withConnection { db in
             try db.scalarInt("SELECT EXISTS (SELECT 1 FROM export_tasks WHERE state IN ('pending', 'in_progress'))") == 1
         }
     }
 
-    public func dataVersion() throws -> Int {
+    package func dataVersion() throws -> Int {
         try withConnection { db in try db.scalarInt("PRAGMA data_version") ?? 0 }
     }
 
-    public func heartbeat(startedAt: Date, status: String, now: Date) throws {
+    package func heartbeat(startedAt: Date, status: String, now: Date) throws {
         try withConnection { db in
             try db.writeTransaction {
                 let statement = try db.prepare("""
@@ -120,7 +120,7 @@ extension SQLiteQueueStore {
         }
     }
 
-    public func removeHeartbeat() throws {
+    package func removeHeartbeat() throws {
         try withConnection { db in
             try db.writeTransaction {
                 let statement = try db.prepare("DELETE FROM service_heartbeat WHERE runner = ?1")
@@ -131,9 +131,9 @@ extension SQLiteQueueStore {
     }
 
     /// A heartbeat older than this means the service that wrote it is gone.
-    public static let heartbeatFreshness: TimeInterval = 30
+    static var heartbeatFreshness: TimeInterval { QueueLimits.heartbeatFreshness }
 
-    public func status(now: Date) throws -> QueueStatus {
+    package func status(now: Date) throws -> QueueStatus {
         try withConnection { db in
             try db.readTransaction {
                 let counts = try Self.counts(db)
@@ -181,7 +181,7 @@ extension SQLiteQueueStore {
                      errorMessage: statement.optionalString(5))
     }
 
-    public func auditEntries(_ filter: AuditFilter, _ body: (AuditEntry) throws -> Void) throws {
+    package func auditEntries(_ filter: AuditFilter, _ body: (AuditEntry) throws -> Void) throws {
         try withConnection { db in
             try db.readTransaction {
                 let statement = try db.prepare("""
@@ -214,9 +214,9 @@ extension SQLiteQueueStore {
     }
 }
 
-extension SQLiteQueueStore {
+extension SQLiteQueue {
     /// The audit chain's last row, for the journal.
-    public func auditHead() throws -> QueueStatus.AuditHead? {
+    package func auditHead() throws -> QueueStatus.AuditHead? {
         try withConnection { db in
             let head = try db.prepare("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
             defer { head.reset() }
@@ -227,7 +227,7 @@ extension SQLiteQueueStore {
     /// Walks `audit_log` in ID order, checking that IDs are dense from 1 and that each row's
     /// hash is the chain's (``AuditChain``); stops at the first row that breaks it. One read
     /// transaction, so a writer appending meanwhile does not confuse it.
-    public func verifyAuditChain() throws -> AuditVerification {
+    package func verifyAuditChain() throws -> AuditVerification {
         try withConnection { db in
             try db.readTransaction {
                 let statement = try db.prepare(

@@ -4,7 +4,7 @@ import Logging
 
 // Audit rows, written in multi-row inserts inside the transaction of what they record.
 
-extension SQLiteQueueStore {
+extension SQLiteQueue {
 
     /// Audit rows gathered in a transaction and written at its end in multi-row INSERTs (32,
     /// 16, … 1 rows each), in the order appended: a statement per row costs as much again as
@@ -18,7 +18,7 @@ extension SQLiteQueueStore {
         }
 
         private static let columnsPerRow = 15
-        private static let chunkSizes = SQLiteQueueStore.statementBatchSizes
+        private static let chunkSizes = SQLiteQueue.statementBatchSizes
         /// `?1` is the runner, shared; row `r` takes `?(2 + 15r)` to `?(16 + 15r)`.
         private static let sql: [String] = chunkSizes.map { size in
             let rows = (0..<size).map { row in
@@ -54,7 +54,7 @@ extension SQLiteQueueStore {
             guard lastID < Int.max - rows.count else {
                 throw CleanerError.runtime("audit_log: row \(lastID) leaves no room for more IDs; it was not written by export-task-cleaner (see `audit --verify`)")
             }
-            try SQLiteQueueStore.forEachStatementBatch(of: rows.count) { next, choice in
+            try SQLiteQueue.forEachStatementBatch(of: rows.count) { next, choice in
                 let statement = try db.prepare(Self.sql[choice])
                 statement.bind(runner, at: 1)
                 for offset in 0..<Self.chunkSizes[choice] {
