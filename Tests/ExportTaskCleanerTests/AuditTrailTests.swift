@@ -14,30 +14,6 @@ import Testing
 struct AuditTrailTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
 
-    @Test("the claim writes the attempt ahead; a task given back unsent gets it back; the sweep records it as maybe sent")
-    func attemptsWrittenAhead() async throws {
-        let (store, _) = try TestSupport.makeStore()
-        _ = try await store.enqueue(TestSupport.items(["a", "b"]), now: now)
-        let claimed = try await store.claim(limit: 2, leaseToken: "t", leaseUntil: now + 30, now: now)
-        #expect(claimed.map(\.attempts) == [0, 0])
-        #expect(try attempts(store) == ["a": 1, "b": 1])
-        let a = try #require(claimed.first)
-        let release = TaskTransition(task: a, change: .release,
-                                     audit: AuditRecord(outcome: .released, at: now, errorMessage: "not sent: shutting down"))
-        await #expect(try store.apply([release]) == [true])
-        #expect(try attempts(store) == ["a": 0, "b": 1])
-        // b's holder dies: its attempt may have been sent.
-        await #expect(try store.expireLeases(now: now + 31).map(\.exportTaskID) == ["b"])
-        var rows: [AuditEntry] = []
-        try await store.auditEntries(AuditFilter(exportTaskID: "b")) { rows.append($0) }
-        #expect(rows.map(\.outcome) == ["lease_expired"])
-        #expect(rows.first?.attempt == 1 && rows.first?.delivery == "unknown")
-        // Claimed again: attempt 2, and the lost answer is known.
-        let again = try await #require(try store.claim(limit: 2, leaseToken: "u", leaseUntil: now + 90, now: now + 32).first { $0.exportTaskID == "b" })
-        #expect(again.attempts == 1 && again.unansweredAttempts == 1)
-        await #expect(try store.checkConsistency().inconsistent == 0)
-    }
-
     @Test("attempts another tool wrote out of range or as text are read as 0 and written ahead as 1, by either claim")
     func attemptsOutOfRange() async throws {
         for limit in [1, 40] {
@@ -264,18 +240,6 @@ struct AuditTrailTests {
             "task 3 (attempts-edited): attempts 4, but 0 attempts on record since its last requeue",
             "task 4 (no-lease): in_progress without a lease",
             "task 5 (twice): deleted, with 2 final audit rows since its last requeue (expected 1)",
-        ])
-    }
-
-    @Test("the consistency check does no arithmetic that another tool's attempts could overflow")
-    func consistencyCheckOfHugeAttempts() async throws {
-        let (store, path) = try TestSupport.makeStore()
-        _ = try await store.enqueue(TestSupport.items(["huge"]), now: now)
-        _ = try await store.claim(limit: 1, leaseToken: "t", leaseUntil: now + 30, now: now)
-        try SQLiteConnection(path: path).execute("UPDATE export_tasks SET attempts = 9223372036854775807")
-        let report = try await store.checkConsistency()
-        #expect(report.problems == [
-            "task 1 (huge): attempts 9223372036854775807, but 0 attempts on record (in progress: one ahead of them at most)",
         ])
     }
 

@@ -79,11 +79,11 @@ final class CapturedLogs: Sendable {
 
 /// Checks `condition` every 20 ms until it holds or `timeout` passes: a bounded watch on a
 /// process or a simulator, which send no events of their own.
-func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
+func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     while ContinuousClock.now < deadline {
-        if try condition() { return true }
+        if try await condition() { return true }
         try await Task.sleep(for: .milliseconds(20))
     }
-    return try condition()
+    return try await condition()
 }

@@ -88,6 +88,9 @@ public final class SQLiteStatement {
         sqlite3_column_type(handle, column) == SQLITE_NULL ? nil : int(column)
     }
 
+    /// Columns of the result.
+    public var columnCount: Int32 { sqlite3_column_count(handle) }
+
     public func isNull(_ column: Int32) -> Bool {
         sqlite3_column_type(handle, column) == SQLITE_NULL
     }
