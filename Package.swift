@@ -21,6 +21,8 @@ let package = Package(
         // Metrics: swift-metrics as the API, swift-prometheus for the registry and text format.
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The PostgreSQL store (issue 22): the client, its pool and LISTEN/NOTIFY.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -44,6 +46,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .target(
@@ -100,6 +103,8 @@ let package = Package(
                 // The metrics endpoint's hostile clients: raw connections on loopback.
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // The PostgreSQL tests' own connections (LISTEN, locks held, statements refused).
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             // Read through #filePath (OfficialSDKVectorTests), not bundled.
             exclude: ["Fixtures"]
