@@ -11,6 +11,8 @@
 /// - Default times are cut to milliseconds: the store reads and writes times to the
 ///   millisecond (``Timestamp``) and the audit chain hashes `at` as millisecond text, so a
 ///   time read back and written again is unchanged.
+/// - `attempts` and `unanswered_attempts` are `bigint`, as SQLite's integers are 64-bit: a
+///   count another tool set huge is read bounded, as on SQLite, rather than refused.
 /// - `audit_log.hash` is NOT NULL where SQLite needs a trigger for it; a duplicate `id` is
 ///   refused by the primary key (SQLite's `INSERT OR REPLACE` trigger has no counterpart:
 ///   `ON CONFLICT DO UPDATE` fires the UPDATE trigger). UPDATE, DELETE and TRUNCATE of
@@ -69,7 +71,7 @@ public enum PostgresSchema {
                 state text NOT NULL DEFAULT 'pending' CHECK (state IN
                     ('pending', 'in_progress', 'deleted', 'not_found', 'not_found_after_unknown', 'forbidden',
                      'rejected', 'invalid', 'failed')),
-                attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+                attempts bigint NOT NULL DEFAULT 0 CHECK (attempts >= 0),
                 enqueued_at timestamptz NOT NULL DEFAULT \(now),
                 next_attempt_at timestamptz NOT NULL DEFAULT \(now),
                 finished_at timestamptz,
@@ -79,7 +81,7 @@ public enum PostgresSchema {
                 last_request_id text,
                 lease_token text,
                 lease_expires_at timestamptz,
-                unanswered_attempts integer NOT NULL DEFAULT 0
+                unanswered_attempts bigint NOT NULL DEFAULT 0
             )
             """,
             // One task per (project, export task ID); NULL stands for the configured project.

@@ -66,6 +66,25 @@ public enum AuditChain {
     }
 }
 
+extension AuditChain {
+    /// The hashed values of a row the store is about to write, in ``columns`` order, with
+    /// `at` as ``Timestamp`` text: the one canonical encoding every store writes.
+    package static func values(id: Int, taskID: Int, exportTaskID: String, projectID: String?,
+                               record: AuditRecord, at: String, runner: String) -> [Value] {
+        func value(_ number: Int?) -> Value { number.map { .integer($0) } ?? .null }
+        func value(_ text: String?) -> Value { text.map { .text($0) } ?? .null }
+        var values: [Value] = [
+            .integer(id), .integer(taskID), .text(exportTaskID), value(projectID), value(record.attempt), .text(at),
+            value(record.durationMilliseconds), value(record.httpStatus), value(record.errorCode),
+            value(record.errorMessage), value(record.requestID), .text(record.outcome.rawValue),
+            value(record.delivery?.rawValue), .text(runner),
+        ]
+        // `lease_lost`, hashed only when set (``laterColumns``).
+        if record.leaseLost { values.append(.integer(1)) }
+        return values
+    }
+}
+
 /// What `audit --verify` found.
 public struct AuditVerification: Sendable, Equatable {
     /// Rows checked (all of them, when `problem` is nil).
@@ -75,4 +94,39 @@ public struct AuditVerification: Sendable, Equatable {
     public var headHash: String?
     /// The first row that breaks the chain, and how; nil when every row holds.
     public var problem: String?
+
+    /// Walks the rows in ID order: IDs dense from 1, each row's stored hash the chain's. The
+    /// stores read the rows; the rule is here, so `audit --verify` means the same on each.
+    package struct Walker {
+        package private(set) var result = AuditVerification(rows: 0)
+        private var previous = AuditChain.genesis
+        private var expectedID = 1
+
+        package init() {}
+
+        /// Checks the next row; false when it breaks the chain (`result.problem` says how)
+        /// and the walk should stop.
+        package mutating func check(id: Int, values: [AuditChain.Value], stored: String?) -> Bool {
+            if id != expectedID {
+                result.problem = id > expectedID
+                    ? "rows \(expectedID) to \(id - 1) are missing: deleted"
+                    : "row \(id) is out of order"
+                return false
+            }
+            guard let stored else {
+                result.problem = "row \(id) has no hash: it was written outside export-task-cleaner"
+                return false
+            }
+            guard stored == AuditChain.hash(previous: previous, values: values) else {
+                result.problem = "row \(id) does not match its hash: it was changed or replaced, or inserted out of order"
+                return false
+            }
+            previous = stored
+            result.rows += 1
+            result.headID = id
+            result.headHash = stored
+            expectedID = id &+ 1
+            return true
+        }
+    }
 }

@@ -32,7 +32,7 @@ public struct EnqueueSummary: Sendable, Equatable {
 /// What `enqueue` queues: IDs given one by one, or a list in the format of `enqueue`'s standard
 /// input (``IDList``), read as it is inserted so that a list of millions is held only once.
 public struct EnqueueList: Sendable {
-    private enum Source: Sendable {
+    fileprivate enum Source: Sendable {
         case items([EnqueueItem])
         case lines([UInt8], projectID: String?, instanceID: String?)
     }
@@ -66,6 +66,43 @@ public struct EnqueueList: Sendable {
                 for entry in IDList.Lines(buffer) {
                     try body(EnqueueItem(exportTaskID: entry.id, projectID: projectID, instanceID: instanceID, line: entry.line))
                 }
+            }
+        }
+    }
+
+    /// The items in order, `size` at a time (the last batch may be shorter): for a store that
+    /// awaits between batches, which ``forEach(_:)`` cannot.
+    public func batches(of size: Int) -> Batches {
+        Batches(source: source, size: max(1, size))
+    }
+
+    public struct Batches: Sequence, IteratorProtocol {
+        fileprivate let source: Source
+        fileprivate let size: Int
+        private var offset = 0
+        private var line = 0
+
+        fileprivate init(source: Source, size: Int) {
+            self.source = source
+            self.size = size
+        }
+
+        public mutating func next() -> [EnqueueItem]? {
+            switch source {
+            case .items(let items):
+                guard offset < items.count else { return nil }
+                defer { offset += size }
+                return Array(items[offset..<Swift.min(items.count, offset + size)])
+            case .lines(let bytes, let projectID, let instanceID):
+                var batch: [EnqueueItem] = []
+                (offset, line) = bytes.withUnsafeBytes { buffer in
+                    var entries = IDList.Lines.Iterator(bytes: buffer, start: offset, line: line)
+                    while batch.count < size, let entry = entries.next() {
+                        batch.append(EnqueueItem(exportTaskID: entry.id, projectID: projectID, instanceID: instanceID, line: entry.line))
+                    }
+                    return (entries.start, entries.line)
+                }
+                return batch.isEmpty ? nil : batch
             }
         }
     }

@@ -6,15 +6,30 @@ public enum StorePurpose: Sendable, Equatable {
     /// `status`, `audit`: read only. The queue must exist and be of this release; it is never
     /// created or migrated, and nothing is written to it.
     case inspect
-    /// `run`, `enqueue`, `requeue`: created when missing and migrated; another application's
+    /// `enqueue`, `requeue`: created when missing and migrated; another application's
     /// database is refused untouched.
     case write
+    /// `run`: as `write`, and the store prepares what the service needs (PostgreSQL: a
+    /// connection that listens for new tasks, a pool sized for the service).
+    case service
 }
 
-/// Opens the store the configuration's `database` names (docs/configuration.md): a path is a
-/// SQLite file, the embedded default.
+/// Opens the store the configuration's `database` names (docs/configuration.md): a
+/// `postgresql://` URL is a PostgreSQL database, anything else a SQLite file, the embedded
+/// default.
 public enum StoreOpening {
-    public static func open(database: String, purpose: StorePurpose, logger: Logger? = nil) async throws -> any QueueStore {
+    /// `concurrency` sizes a PostgreSQL pool for the service; `environment` holds
+    /// `PGPASSWORD` (docs/database.md, "PostgreSQL").
+    public static func open(database: String, purpose: StorePurpose, concurrency: Int = 8,
+                            environment: [String: String] = [:], logger: Logger? = nil) async throws -> any QueueStore {
+        if PostgresURL.isPostgres(database) {
+            let url = try PostgresURL(database)
+            // A statement or two at a time per runner: claims, one group commit, renewals.
+            let connections = purpose == .service ? min(16, 2 + concurrency / 16) : 2
+            return try await PostgresQueueStore.open(
+                url: url, password: environment["PGPASSWORD"], purpose: purpose, connections: connections,
+                logger: logger ?? Logger(label: "export-task-cleaner") { _ in SwiftLogNoOpLogHandler() })
+        }
         let store = try SQLiteQueueStore(path: database, purpose: purpose)
         for repair in store.repairs {
             logger?.notice("queue file permissions set", metadata: ["file": "\(repair.path)", "change": "\(repair.change)"])

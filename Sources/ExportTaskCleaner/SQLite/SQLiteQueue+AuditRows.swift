@@ -62,15 +62,8 @@ extension SQLiteQueue {
                     let record = row.record
                     let id = lastID + next + offset + 1
                     let at = Timestamp.format(record.at)
-                    var values: [AuditChain.Value] = [
-                        .integer(id), .integer(row.taskID), .text(row.exportTaskID), Self.value(row.projectID),
-                        Self.value(record.attempt), .text(at), Self.value(record.durationMilliseconds),
-                        Self.value(record.httpStatus), Self.value(record.errorCode), Self.value(record.errorMessage),
-                        Self.value(record.requestID), .text(record.outcome.rawValue), Self.value(record.delivery?.rawValue),
-                        .text(runner),
-                    ]
-                    // `lease_lost`, hashed only when set (``AuditChain/laterColumns``).
-                    if record.leaseLost { values.append(.integer(1)) }
+                    let values = AuditChain.values(id: id, taskID: row.taskID, exportTaskID: row.exportTaskID,
+                                                   projectID: row.projectID, record: record, at: at, runner: runner)
                     previous = AuditChain.hash(previous: previous, values: values)
                     let base = Int32(2 + Self.columnsPerRow * offset)
                     statement.bind(id, at: base)
@@ -92,9 +85,6 @@ extension SQLiteQueue {
                 try statement.run()
             }
         }
-
-        private static func value(_ number: Int?) -> AuditChain.Value { number.map { .integer($0) } ?? .null }
-        private static func value(_ text: String?) -> AuditChain.Value { text.map { .text($0) } ?? .null }
     }
 
     /// One audit row, through the same statement and bindings as a batch of them.

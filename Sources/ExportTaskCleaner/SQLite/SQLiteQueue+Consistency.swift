@@ -38,7 +38,12 @@ extension SQLiteQueue {
                 var report = ConsistencyReport()
                 while try statement.step() {
                     report.tasks += 1
-                    guard let problem = Self.problem(statement) else { continue }
+                    let problem = statement.isInteger(3)
+                        ? ConsistencyReport.problem(
+                            state: statement.string(2), attempts: statement.int(3), leased: statement.int(4) != 0,
+                            finalRows: statement.int(5), finalOutcome: statement.optionalString(6), attemptRows: statement.int(7))
+                        : "attempts is not an integer"
+                    guard let problem else { continue }
                     report.inconsistent += 1
                     if report.problems.count < ConsistencyReport.shownProblems {
                         let name = ExportTaskID.shown(statement.string(1))
@@ -48,33 +53,5 @@ extension SQLiteQueue {
                 return report
             }
         }
-    }
-
-    /// What is wrong with one row of the check's query, or nil.
-    private static func problem(_ row: SQLiteStatement) -> String? {
-        let stateText = row.string(2)
-        guard let state = TaskState(rawValue: stateText) else { return "state \(TextFormat.printable(stateText)) is unknown" }
-        guard row.isInteger(3) else { return "attempts is not an integer" }
-        let attempts = row.int(3), leased = row.int(4) != 0, finalRows = row.int(5)
-        let finalOutcome = row.optionalString(6), attemptRows = row.int(7)
-        if state.isFinished {
-            if finalRows != 1 { return "\(state.rawValue), with \(finalRows) final audit rows since its last requeue (expected 1)" }
-            if finalOutcome != state.rawValue {
-                return "\(state.rawValue), but its final audit row says \(finalOutcome.map(TextFormat.printable) ?? "nothing")"
-            }
-        } else if finalRows != 0 {
-            return "\(state.rawValue), with a final audit row (\(finalOutcome.map(TextFormat.printable) ?? "?")) since its last requeue"
-        }
-        if state == .inProgress {
-            if !leased { return "in_progress without a lease" }
-            // Counted from the rows (small, never negative), not from `attempts`, which another
-            // tool may have set to any integer: no arithmetic on it can overflow.
-            if attemptRows != attempts && attemptRows + 1 != attempts {
-                return "attempts \(attempts), but \(attemptRows) attempts on record (in progress: one ahead of them at most)"
-            }
-        } else if attemptRows != attempts {
-            return "attempts \(attempts), but \(attemptRows) attempts on record since its last requeue"
-        }
-        return nil
     }
 }

@@ -233,35 +233,13 @@ extension SQLiteQueue {
                 let statement = try db.prepare(
                     "SELECT " + AuditChain.selection + ", hash FROM audit_log ORDER BY id")
                 defer { statement.reset() }
-                var result = AuditVerification(rows: 0)
-                var previous = AuditChain.genesis
-                var expectedID = 1
+                var walker = AuditVerification.Walker()
                 let hashColumn = Int32(AuditChain.columns.count + AuditChain.laterColumns.count)
                 while try statement.step() {
-                    let id = statement.int(0)
-                    if id != expectedID {
-                        result.problem = id > expectedID
-                            ? "rows \(expectedID) to \(id - 1) are missing: deleted"
-                            : "row \(id) is out of order"
-                        return result
-                    }
-                    let stored = statement.optionalString(hashColumn)
-                    let expected = AuditChain.hash(previous: previous, values: AuditChain.values(of: statement))
-                    guard let stored else {
-                        result.problem = "row \(id) has no hash: it was written outside export-task-cleaner"
-                        return result
-                    }
-                    guard stored == expected else {
-                        result.problem = "row \(id) does not match its hash: it was changed or replaced, or inserted out of order"
-                        return result
-                    }
-                    previous = stored
-                    result.rows += 1
-                    result.headID = id
-                    result.headHash = stored
-                    expectedID = id + 1
+                    guard walker.check(id: statement.int(0), values: AuditChain.values(of: statement),
+                                       stored: statement.optionalString(hashColumn)) else { break }
                 }
-                return result
+                return walker.result
             }
         }
     }

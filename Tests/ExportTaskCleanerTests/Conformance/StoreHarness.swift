@@ -37,7 +37,7 @@ protocol StoreHarness: Sendable {
     func execute(_ sql: String) async throws
     /// The first column of the first row, as an integer.
     func scalarInt(_ sql: String) async throws -> Int?
-    /// Every row, each column as text (nil for NULL).
+    /// Every row of text columns (nil for NULL); cast others with `CAST(x AS TEXT)`.
     func textRows(_ sql: String) async throws -> [[String?]]
     /// Runs `sql` with the audit log's append-only guards lifted, as someone who owns the
     /// database could: what `audit --verify` must notice.
@@ -53,7 +53,7 @@ extension StoreHarness {
     /// The `attempts` of each task, by export task ID.
     func attempts() async throws -> [String: Int] {
         var result: [String: Int] = [:]
-        for row in try await textRows("SELECT export_task_id, attempts FROM export_tasks") {
+        for row in try await textRows("SELECT export_task_id, CAST(attempts AS TEXT) FROM export_tasks") {
             result[row[0] ?? ""] = row[1].flatMap { Int($0) }
         }
         return result

@@ -1,0 +1,174 @@
+import FoundationEssentials
+import PostgresNIO
+
+// Claiming due tasks under a lease, applying outcomes under it, renewing and expiring leases
+// (docs/database.md, "The database"): the SQLite store's rules, in PostgreSQL's terms.
+
+extension PostgresQueueStore {
+    public func claim(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) async throws -> [ClaimedTask] {
+        guard limit > 0 else { return [] }
+        let (token, until, due) = (PostgresText.clean(leaseToken), Timestamp.format(leaseUntil), Timestamp.format(now))
+        let maximum = QueueLimits.maximumAttempts
+        let logger = logger
+        return try await write { connection in
+            // SKIP LOCKED: two services claiming at once each take other rows, neither waits.
+            // The attempt is written ahead (docs/database.md, "The database"); counts another
+            // tool wrote out of range are read bounded.
+            let rows = try await connection.query("""
+                WITH due AS (
+                    SELECT id FROM export_tasks
+                    WHERE state = 'pending' AND next_attempt_at <= \(due)::timestamptz
+                    ORDER BY next_attempt_at, id LIMIT \(limit)
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE export_tasks t SET state = 'in_progress', lease_token = \(token),
+                    lease_expires_at = \(until)::timestamptz, attempts = least(greatest(t.attempts, 0), \(maximum)) + 1
+                FROM due WHERE t.id = due.id
+                RETURNING t.id, t.export_task_id, t.project_id, t.instance_id, t.attempts - 1,
+                    least(greatest(t.unanswered_attempts, 0), \(maximum))
+                """, logger: logger)
+            var tasks: [ClaimedTask] = []
+            for try await (id, exportTaskID, projectID, instanceID, attempts, unanswered)
+                in rows.decode((Int, String, String?, String?, Int, Int).self) {
+                var task = ClaimedTask(id: id, exportTaskID: exportTaskID, projectID: projectID, instanceID: instanceID,
+                                       attempts: attempts, leaseToken: leaseToken)
+                task.unansweredAttempts = unanswered
+                // Other tools write these columns with plain SQL (docs/database.md, "Feeding the queue").
+                task.problem = ClaimedTask.problem(exportTaskID: exportTaskID, projectID: projectID, instanceID: instanceID)
+                if task.problem != nil { task.exportTaskID = ExportTaskID.shown(exportTaskID) }
+                tasks.append(task)
+            }
+            return tasks.sorted { $0.id < $1.id }
+        }
+    }
+
+    /// One transition as `jsonb_to_recordset` reads it.
+    private struct EncodedTransition: Encodable {
+        var id: Int
+        var state: String
+        var due: String?
+        var finished: String?
+        var attempts: Int
+        var http_status: Int?
+        var error_code: String?
+        var error_message: String?
+        var request_id: String?
+        var token: String
+        var sent: Bool
+        var unanswered: Int
+
+        init(_ transition: TaskTransition) {
+            let record = transition.audit
+            id = transition.task.id
+            switch transition.change {
+            case .finish(let final): (state, finished) = (final.rawValue, Timestamp.format(record.at))
+            case .retry(let at): (state, due) = (TaskState.pending.rawValue, Timestamp.format(at))
+            case .release: state = TaskState.pending.rawValue
+            }
+            attempts = transition.attempts
+            sent = record.hasRequest
+            http_status = record.httpStatus
+            error_code = record.errorCode.map(PostgresText.clean)
+            error_message = record.errorMessage.map(PostgresText.clean)
+            request_id = record.requestID.map(PostgresText.clean)
+            token = PostgresText.clean(transition.task.leaseToken)
+            unanswered = transition.unansweredAttempts
+        }
+    }
+
+    public func apply(_ transitions: [TaskTransition]) async throws -> [Bool] {
+        guard !transitions.isEmpty else { return [] }
+        let (runner, logger) = (runner, logger)
+        return try await write { connection in
+            // A batch naming a task twice goes one by one: the first wins, the second finds
+            // the lease gone (a duplicate writer).
+            let distinct = Set(transitions.map(\.task.id)).count == transitions.count
+            let groups = distinct ? [transitions] : transitions.map { [$0] }
+            var held = Set<Int>()
+            var applied: [Bool] = []
+            applied.reserveCapacity(transitions.count)
+            for group in groups {
+                held.removeAll(keepingCapacity: true)
+                let json = try PostgresText.json(group.map(EncodedTransition.init))
+                let rows = try await connection.query("""
+                    UPDATE export_tasks t SET state = v.state, next_attempt_at = coalesce(v.due::timestamptz, t.next_attempt_at),
+                        finished_at = v.finished::timestamptz, lease_token = NULL, lease_expires_at = NULL,
+                        attempts = v.attempts, unanswered_attempts = v.unanswered,
+                        last_http_status = CASE WHEN v.sent THEN v.http_status ELSE t.last_http_status END,
+                        last_error_code = CASE WHEN v.sent THEN v.error_code ELSE t.last_error_code END,
+                        last_error_message = CASE WHEN v.sent THEN v.error_message ELSE t.last_error_message END,
+                        last_request_id = CASE WHEN v.sent THEN v.request_id ELSE t.last_request_id END
+                    FROM jsonb_to_recordset(\(json)::jsonb) AS v(id bigint, state text, due text, finished text,
+                        attempts bigint, http_status integer, error_code text, error_message text, request_id text,
+                        token text, sent boolean, unanswered bigint)
+                    WHERE t.id = v.id AND t.lease_token = v.token AND t.state = 'in_progress'
+                    RETURNING t.id
+                    """, logger: logger)
+                for try await id in rows.decode(Int.self) { held.insert(id) }
+                applied += group.map { held.contains($0.task.id) }
+            }
+            var audit = PostgresAuditRows(runner: runner)
+            for (transition, held) in zip(transitions, applied) {
+                var record = transition.audit
+                if !held {
+                    // Every answer is on record; a change made without a request is not, when
+                    // the lease that would make it is gone (docs/database.md, "The database").
+                    guard record.hasRequest else { continue }
+                    record.leaseLost = true
+                }
+                audit.append(taskID: transition.task.id, exportTaskID: transition.task.exportTaskID,
+                             projectID: transition.task.projectID, record: record)
+            }
+            try await audit.write(connection, logger: logger)
+            return applied
+        }
+    }
+
+    public func renewLeases(tokens: [String], until: Date) async throws -> Set<Int> {
+        guard !tokens.isEmpty else { return [] }
+        let (tokens, until, logger) = (tokens.map(PostgresText.clean), Timestamp.format(until), logger)
+        return try await write { connection in
+            let rows = try await connection.query("""
+                UPDATE export_tasks SET lease_expires_at = \(until)::timestamptz
+                WHERE state = 'in_progress' AND lease_token = ANY(\(tokens))
+                RETURNING id
+                """, logger: logger)
+            var held = Set<Int>()
+            for try await id in rows.decode(Int.self) { held.insert(id) }
+            return held
+        }
+    }
+
+    public func expireLeases(now: Date) async throws -> [ExpiredLease] {
+        let (at, runner, logger, maximum) = (Timestamp.format(now), runner, logger, QueueLimits.maximumAttempts)
+        return try await write { connection in
+            // A lease handed out by a claim wrote its attempt ahead: that request may have
+            // left. A row another tool set `in_progress` without a lease did not.
+            let rows = try await connection.query("""
+                WITH expired AS (
+                    SELECT id, lease_token FROM export_tasks
+                    WHERE state = 'in_progress' AND (lease_expires_at IS NULL OR lease_expires_at < \(at)::timestamptz)
+                    ORDER BY id
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE export_tasks t SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,
+                    unanswered_attempts = CASE WHEN e.lease_token IS NOT NULL
+                        THEN least(greatest(t.unanswered_attempts, 0) + 1, \(maximum)) ELSE t.unanswered_attempts END
+                FROM expired e WHERE t.id = e.id
+                RETURNING t.id, t.export_task_id, t.project_id, e.lease_token, least(greatest(t.attempts, 0), \(maximum))
+                """, logger: logger)
+            var expired: [(lease: ExpiredLease, projectID: String?, attempt: Int?)] = []
+            for try await (id, exportTaskID, projectID, token, attempts) in rows.decode((Int, String, String?, String?, Int).self) {
+                expired.append((ExpiredLease(id: id, exportTaskID: exportTaskID, leaseToken: token), projectID,
+                                token == nil ? nil : attempts))
+            }
+            expired.sort { $0.lease.id < $1.lease.id }
+            var audit = PostgresAuditRows(runner: runner)
+            for (lease, projectID, attempt) in expired {
+                audit.append(taskID: lease.id, exportTaskID: lease.exportTaskID, projectID: projectID,
+                             record: AuditRecord(outcome: .leaseExpired, at: now, attempt: attempt,
+                                                 delivery: attempt == nil ? nil : .unknown))
+            }
+            try await audit.write(connection, logger: logger)
+            return expired.map(\.lease)
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import FoundationEssentials
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// The queue in a PostgreSQL database, for feeders and services on many hosts
+/// (docs/database.md, "PostgreSQL"): the same tables and rules as the SQLite store, leases
+/// claimed with `FOR UPDATE SKIP LOCKED`, one audit chain across every service, appended
+/// under a transaction-scoped advisory lock.
+///
+/// Every call leases a connection from a postgres-nio pool and is bounded by
+/// ``callTimeout``; the server's own waits end sooner (`lock_timeout`, `statement_timeout`
+/// set at connect). A database that went away fails calls as ``StoreError/Kind/unavailable``
+/// until it is back: the service keeps its outcomes and retries (docs/operations.md,
+/// "Behaviour under failures").
+public final class PostgresQueueStore: QueueStore {
+    let client: PostgresClient
+    let logger: Logger
+    /// Who writes: `host:pid`, recorded in every audit row.
+    let runner: String
+    /// The schema the tables are in: the role's default (`current_schema()`).
+    let schema: String
+    public let location: String
+    private let listener: PostgresChangeListener?
+    /// The pool's `run()`, and the listener: both end when cancelled.
+    private let tasks: [Task<Void, Never>]
+    private let writes = WriteCounter()
+
+    /// A call's bound: a lease of a connection, the statements, the commit.
+    static let callTimeout = Duration.seconds(30)
+    /// Server-side bounds, below ``callTimeout``: a statement, and a wait for a row lock.
+    static let startupParameters = [
+        ("statement_timeout", "20s"), ("lock_timeout", "10s"), ("idle_in_transaction_session_timeout", "60s"),
+        ("application_name", "export-task-cleaner"),
+    ]
+
+    /// Connects, and creates or migrates the schema (`write`, `service`) or checks it is
+    /// current (`inspect`). `connections` bounds the pool; the service's listener takes one
+    /// more. Throws `CleanerError` when the database cannot be used as configured.
+    public static func open(url: PostgresURL, password: String?, runner: String = Runner.current,
+                            purpose: StorePurpose, connections: Int = 4, logger: Logger) async throws -> PostgresQueueStore {
+        try await open(url: url, password: password, runner: runner, purpose: purpose, connections: connections,
+                       searchPath: nil, logger: logger)
+    }
+
+    /// `searchPath`: the tests' way to give each test a schema of its own (its name is also
+    /// the connections' `application_name`, so a test can find its sessions).
+    package static func open(url: PostgresURL, password: String?, runner: String = Runner.current, purpose: StorePurpose,
+                             connections: Int = 4, searchPath: String?, logger: Logger) async throws -> PostgresQueueStore {
+        var configuration = url.clientConfiguration(password: password)
+        configuration.options.connectTimeout = .seconds(10)
+        configuration.options.maximumConnections = max(2, connections) + (purpose == .service ? 1 : 0)
+        configuration.options.additionalStartupParameters = startupParameters
+        if let searchPath {
+            configuration.options.additionalStartupParameters = startupParameters.filter { $0.0 != "application_name" }
+                + [("search_path", searchPath), ("application_name", searchPath)]
+        }
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let running = Task { await client.run() }
+        do {
+            let schema = try await withDeadline(callTimeout) {
+                try await client.withConnection { connection in
+                    switch purpose {
+                    case .inspect: try await PostgresSchema.check(connection, logger: logger)
+                    case .write, .service: try await PostgresSchema.migrate(connection, logger: logger)
+                    }
+                    var schema = ""
+                    for try await name in try await connection.query("SELECT current_schema()::text", logger: logger).decode(String.self) {
+                        schema = name
+                    }
+                    return schema
+                }
+            }
+            return PostgresQueueStore(client: client, running: running, schema: schema, url: url, runner: runner,
+                                      listening: purpose == .service, logger: logger)
+        } catch {
+            running.cancel()
+            await running.value
+            throw openingError(error, url: url)
+        }
+    }
+
+    private init(client: PostgresClient, running: Task<Void, Never>, schema: String, url: PostgresURL,
+                 runner: String, listening: Bool, logger: Logger) {
+        self.client = client
+        self.schema = schema
+        self.location = url.redacted
+        self.runner = runner
+        self.logger = logger
+        let listener = listening ? PostgresChangeListener() : nil
+        self.listener = listener
+        tasks = [running] + (listener.map { listener in
+            [Task { await listener.run(client: client, schema: schema, logger: logger) }]
+        } ?? [])
+    }
+
+    private static func openingError(_ error: any Error, url: PostgresURL) -> any Error {
+        if error is CleanerError { return error }
+        let reason = StoreError.fromPostgres(error)
+        return CleanerError.runtime("database: cannot use \(url.redacted): \(reason)")
+    }
+
+    /// Closes the pool and the listener; calls made after fail as unavailable.
+    public func close() async {
+        for task in tasks.reversed() {
+            task.cancel()
+            await task.value
+        }
+    }
+
+    public var writeTransactions: Int { writes.value }
+
+    public func changeSignal() async throws -> Int {
+        // Without a listener (a command's store) nothing is heard: every read is a change.
+        listener?.signal ?? writes.next()
+    }
+
+    // MARK: Calls
+
+    /// `body` on a leased connection, bounded by ``callTimeout``; errors as ``StoreError``.
+    func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await Self.withDeadline(Self.callTimeout) { [client] in
+                try await client.withConnection { try await body($0) }
+            }
+        } catch {
+            throw StoreError.fromPostgres(error)
+        }
+    }
+
+    /// `body` in a transaction (READ COMMITTED, PostgreSQL's default), bounded and counted.
+    @discardableResult
+    func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            let result = try await Self.withDeadline(Self.callTimeout) { [client, logger] in
+                try await client.withTransaction(logger: logger) { try await body($0) }
+            }
+            writes.committed()
+            return result
+        } catch {
+            throw StoreError.fromPostgres(error)
+        }
+    }
+
+    /// Runs `body`, cancelled when `limit` has passed (then it throws `unavailable`).
+    static func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else {
+                throw StoreError(.unavailable, "PostgreSQL: no answer within \(limit.components.seconds) s")
+            }
+            return result
+        }
+    }
+}
+
+/// Write transactions committed, and a count to hand out as a change signal.
+final class WriteCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    private let changes = Atomic<Int>(0)
+
+    var value: Int { count.load(ordering: .relaxed) }
+    func committed() { count.add(1, ordering: .relaxed) }
+    func next() -> Int { changes.add(1, ordering: .relaxed).newValue }
+}
