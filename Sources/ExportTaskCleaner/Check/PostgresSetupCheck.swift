@@ -18,6 +18,8 @@ public enum PostgresSetupCheck {
     /// The queries after the connection, together; each is also bounded by the server
     /// (`statement_timeout`), for a lock it would wait on.
     static let queryTimeout: Duration = .seconds(10)
+    /// How long a query waits for a lock held by another session (a migration, `LOCK TABLE`).
+    static let lockTimeout: Duration = .seconds(3)
 
     /// What `run` does with each table (docs/database.md, "PostgreSQL: roles"): it reads the
     /// schema version at every start, claims and finishes tasks, appends to the audit log, and
@@ -101,8 +103,9 @@ public enum PostgresSetupCheck {
         configuration.options.connectTimeout = .milliseconds(connectTimeout.milliseconds)
         configuration.options.additionalStartupParameters = [
             ("application_name", "export-task-cleaner check"),
-            // The server's own bound on each statement, and on a lock one would wait for.
-            ("statement_timeout", "5s"), ("lock_timeout", "5s"),
+            // The server's own bound on each statement, and a shorter one on a lock it would
+            // wait for, so that a lock held elsewhere is named as such.
+            ("statement_timeout", "5s"), ("lock_timeout", "\(lockTimeout.components.seconds)s"),
         ] + startupParameters
         return try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
     }
@@ -144,6 +147,11 @@ public enum PostgresSetupCheck {
                 return findings
             }
             findings.append(try await privileges(connection, role: who.0, logger: logger))
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "55P03" {
+            // lock_not_available: lock_timeout ran out.
+            findings.append(Finding(findings.isEmpty ? "connects" : "schema",
+                "a table is locked by another session (a migration, or a LOCK TABLE by hand); waited \(lockTimeout.components.seconds) s, try again",
+                ok: false))
         } catch {
             findings.append(Finding(findings.isEmpty ? "connects" : "schema", "a query failed: \(serverMessage(error))", ok: false))
         }

@@ -128,6 +128,27 @@ struct PostgresSetupCheckTests {
         }
     }
 
+    /// A table locked by another session (a long migration, a `LOCK TABLE` by hand): the check
+    /// waits no longer than its lock_timeout, and says what stopped it.
+    @Test("a table locked elsewhere: the check gives up after its lock timeout and says so")
+    func lockedTable() async throws {
+        let url = try url
+        try await PostgresTestDatabase.withSchema { client, schema in
+            try await PostgresSchema.migrate(client, logger: logger)
+            try await client.withTransaction(logger: logger) { holder in
+                try await holder.query("LOCK TABLE export_task_cleaner_schema IN ACCESS EXCLUSIVE MODE", logger: logger)
+                let started = ContinuousClock.now
+                let findings = await check(url, schema: schema)
+                let elapsed = ContinuousClock.now - started
+                let found = try #require(finding("schema", in: findings))
+                #expect(!found.ok)
+                #expect(found.value == "a table is locked by another session (a migration, or a LOCK TABLE by hand); waited 3 s, try again",
+                        "\(found.value)")
+                #expect(elapsed >= .milliseconds(2900) && elapsed < .seconds(8), "\(elapsed)")
+            }
+        }
+    }
+
     // MARK: - Connections that fail
 
     @Test("a wrong password: authentication failed, the source named, the password never")
