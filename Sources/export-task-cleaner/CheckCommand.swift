@@ -32,7 +32,13 @@ struct CheckCommand: AsyncParsableCommand {
             print("expires        \(Timestamp.format(expiresAt)) (renewed before then)")
         }
         var healthy = true
-        for finding in SetupCheck.database(path: configuration.database) {
+        // A PostgreSQL URL or a SQLite file's path (docs/configuration.md).
+        let findings = PostgresURL.isPostgres(configuration.database)
+            ? await PostgresSetupCheck.findings(
+                database: configuration.database, environment: ProcessInfo.processInfo.environment,
+                credentialsFile: configuration.auth.credentialsFile, logger: logger)
+            : SetupCheck.database(path: configuration.database)
+        for finding in findings {
             print("\(TextFormat.padRight(finding.label, to: 14)) \(finding.value)\(finding.ok ? "" : "  <- problem")")
             healthy = healthy && finding.ok
         }

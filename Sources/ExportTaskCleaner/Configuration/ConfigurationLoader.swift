@@ -31,7 +31,11 @@ public enum ConfigurationLoader {
         }
         var configuration = try parse(Array(data), source: path)
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
-        configuration.database = resolve(configuration.database, against: folder)
+        // A PostgreSQL URL is no path (docs/configuration.md): resolved against the folder,
+        // `postgresql://…` would become a file beside the configuration.
+        if !PostgresURL.isPostgres(configuration.database) {
+            configuration.database = resolve(configuration.database, against: folder)
+        }
         configuration.auth.credentialsFile = configuration.auth.credentialsFile.map { resolve($0, against: folder) }
         return configuration
     }

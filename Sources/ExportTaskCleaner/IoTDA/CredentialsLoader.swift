@@ -32,6 +32,7 @@ public enum CredentialSource: String, Sendable {
 ///    sk = MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc
 ///    security_token = ...        # optional: temporary keys only
 ///    token = ...                 # auth.method token instead of ak/sk
+///    database_password = ...     # the PostgreSQL store's (PostgresPassword), nothing else's
 ///    ```
 ///
 ///    One `key = value` a line; keys are case-insensitive, and the official SDKs' variable
@@ -128,25 +129,7 @@ public enum CredentialsLoader {
     // MARK: - auth.credentials_file
 
     private static func fromFile(_ path: String, method: AuthMethod) throws -> Credentials {
-        guard let file = try readFile(path, withMode: true) else {
-            throw CleanerError.configuration("auth.credentials_file: \(path) does not exist")
-        }
-        let mode = file.mode
-        if mode & 0o077 != 0 {
-            throw CleanerError.configuration(
-                "auth.credentials_file: \(path) is accessible by group or others (mode \(String(mode & 0o777, radix: 8))); "
-                    + "run chmod 600 \(path)"
-            )
-        }
-        // As OpenSSH's StrictModes: the file (a symlink's target included) belongs to this user
-        // or root, and no folder on its way can be written by someone else, who could swap it.
-        if file.owner != geteuid(), file.owner != 0 {
-            throw CleanerError.configuration(
-                "auth.credentials_file: \(path) belongs to uid \(file.owner), not to this user (uid \(geteuid())) or root; "
-                    + "run chown \(geteuid()) \(path)")
-        }
-        try checkFolders(of: path)
-        let fields = try CredentialsFileFormat.parse(file.bytes, path: path)
+        let fields = try checkedFields(path)
 
         switch method {
         case .metadata:
@@ -165,6 +148,37 @@ public enum CredentialsLoader {
             }
             return .accessKey(AccessKey(ak: ak, sk: sk, securityToken: fields[.securityToken]))
         }
+    }
+
+    /// The credentials file's `database_password`, or nil when the file has none: the same
+    /// checks of the file (mode, owner, folders) and the same format as for the keys, for the
+    /// PostgreSQL store's password (``PostgresPassword``; docs/credentials.md, "Credential
+    /// sources"). The other keys are parsed and checked, and left unused.
+    public static func databasePassword(credentialsFile path: String) throws -> String? {
+        try checkedFields(path)[.databasePassword]
+    }
+
+    /// The file at `path`, held to the rules above, parsed.
+    private static func checkedFields(_ path: String) throws -> [CredentialsFileFormat.Field: String] {
+        guard let file = try readFile(path, withMode: true) else {
+            throw CleanerError.configuration("auth.credentials_file: \(path) does not exist")
+        }
+        let mode = file.mode
+        if mode & 0o077 != 0 {
+            throw CleanerError.configuration(
+                "auth.credentials_file: \(path) is accessible by group or others (mode \(String(mode & 0o777, radix: 8))); "
+                    + "run chmod 600 \(path)"
+            )
+        }
+        // As OpenSSH's StrictModes: the file (a symlink's target included) belongs to this user
+        // or root, and no folder on its way can be written by someone else, who could swap it.
+        if file.owner != geteuid(), file.owner != 0 {
+            throw CleanerError.configuration(
+                "auth.credentials_file: \(path) belongs to uid \(file.owner), not to this user (uid \(geteuid())) or root; "
+                    + "run chown \(geteuid()) \(path)")
+        }
+        try checkFolders(of: path)
+        return try CredentialsFileFormat.parse(file.bytes, path: path)
     }
 
     /// Each folder from the file's real location up to `/` must belong to root or this user and
@@ -243,7 +257,10 @@ public enum CredentialsLoader {
     /// The contents of the regular file at `path` (and its permission bits and owner), or nil when there
     /// is no such file. `open` then `fstat` check the very file that is read.
     static func readFile(_ path: String, withMode: Bool) throws -> (bytes: [UInt8], mode: UInt32, owner: uid_t)? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO put where a credential file belongs would block `open` until
+        // someone writes to it; without a writer it opens at once and `fstat` refuses it. A
+        // regular file reads the same with or without it.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             let code = errno
             if code == ENOENT { return nil }
@@ -293,6 +310,8 @@ enum CredentialsFileFormat {
         case ak, sk
         case securityToken = "security_token"
         case token
+        /// The PostgreSQL store's password (issue 22), read by ``PostgresPassword`` alone.
+        case databasePassword = "database_password"
 
         init?(key: String) {
             switch asciiLowercased(key) {
@@ -300,6 +319,7 @@ enum CredentialsFileFormat {
             case "sk", "huaweicloud_sdk_sk": self = .sk
             case "security_token", "huaweicloud_sdk_security_token": self = .securityToken
             case "token", "huaweicloud_sdk_auth_token": self = .token
+            case "database_password": self = .databasePassword
             default: return nil
             }
         }
@@ -323,7 +343,7 @@ enum CredentialsFileFormat {
                 throw CleanerError.configuration("\(place): expected `key = value`")
             }
             guard let field = Field(key: trimmedWhitespace(line[..<equals])) else {
-                throw CleanerError.configuration("\(place): unknown key (expected ak, sk, security_token or token)")
+                throw CleanerError.configuration("\(place): unknown key (expected ak, sk, security_token, token or database_password)")
             }
             if let earlier = lineOfField[field] {
                 throw CleanerError.configuration("\(place): \(field.rawValue) is already set on line \(earlier)")

@@ -11,18 +11,24 @@ extension PostgresURL {
     /// libpq's modes in postgres-nio's terms. Both TLS modes refuse a server without TLS
     /// (`.require`): falling back to plain TCP is libpq's `prefer`, which is not offered.
     var tls: PostgresClient.Configuration.TLS {
+        tlsConfiguration.map { .require($0) } ?? .disable
+    }
+
+    /// The TLS configuration of ``sslMode``, nil for `disable`: one mapping for the client's
+    /// pool and for a single connection (`check`, ``PostgresSetupCheck``).
+    var tlsConfiguration: TLSConfiguration? {
         switch sslMode {
         case .disable:
-            return .disable
+            return nil
         case .require:
             // libpq's `require`: encrypted, the certificate not checked.
             var configuration = TLSConfiguration.makeClientConfiguration()
             configuration.certificateVerification = .none
-            return .require(configuration)
+            return configuration
         case .verifyFull:
             // The system's CA store, and the certificate must name `host` (SNI and the check
             // use the configured host).
-            return .require(.makeClientConfiguration())
+            return .makeClientConfiguration()
         }
     }
 }
