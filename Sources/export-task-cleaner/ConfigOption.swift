@@ -23,7 +23,7 @@ struct ConfigOption: ParsableArguments {
     func withStore<T>(for purpose: StorePurpose,
                       _ body: (Configuration, any QueueStore) async throws -> T) async throws -> T {
         let configuration = try load()
-        let store = try await StoreOpening.open(database: configuration.database, purpose: purpose,
+        let store = try await StoreOpening.open(configuration: configuration, purpose: purpose,
                                                 environment: ProcessInfo.processInfo.environment)
         do {
             let result = try await body(configuration, store)

@@ -34,8 +34,7 @@ struct RunCommand: AsyncParsableCommand {
         let credentials = try await CredentialSetup.start(configuration: configuration,
                                                           environment: ProcessInfo.processInfo.environment, logger: logger)
         let store = try await StoreOpening.open(
-            database: configuration.database, purpose: .service, concurrency: configuration.concurrency,
-            environment: ProcessInfo.processInfo.environment, logger: logger)
+            configuration: configuration, purpose: .service, environment: ProcessInfo.processInfo.environment, logger: logger)
         if let head = try await store.auditHead() {
             // Published in the journal: a chain rebuilt after an edit would not end here.
             logger.notice("audit chain head", metadata: ["audit_head_id": "\(head.id)", "audit_head_hash": "\(head.hash ?? "none")"])

@@ -18,22 +18,26 @@ public enum StorePurpose: Sendable, Equatable {
 /// `postgresql://` URL is a PostgreSQL database, anything else a SQLite file, the embedded
 /// default.
 public enum StoreOpening {
-    /// `concurrency` sizes a PostgreSQL pool for the service; `environment` holds
-    /// `PGPASSWORD` (docs/database.md, "PostgreSQL").
-    public static func open(database: String, purpose: StorePurpose, concurrency: Int = 8,
-                            environment: [String: String] = [:], logger: Logger? = nil) async throws -> any QueueStore {
-        if PostgresURL.isPostgres(database) {
-            let url = try PostgresURL(database)
-            // A statement or two at a time per runner: claims, one group commit, renewals.
-            let connections = purpose == .service ? min(16, 2 + concurrency / 16) : 2
-            return try await PostgresQueueStore.open(
-                url: url, password: environment["PGPASSWORD"], purpose: purpose, connections: connections,
-                logger: logger ?? Logger(label: "export-task-cleaner") { _ in SwiftLogNoOpLogHandler() })
+    /// The store `configuration.database` names, opened for `purpose`. `concurrency` sizes a
+    /// PostgreSQL pool for the service; its password is found as docs/credentials.md, "The
+    /// database password", says (``PostgresPassword``), and logged by its source only.
+    public static func open(configuration: Configuration, purpose: StorePurpose,
+                            environment: [String: String], logger: Logger? = nil) async throws -> any QueueStore {
+        let database = configuration.database
+        guard PostgresURL.isPostgres(database) else {
+            let store = try SQLiteQueueStore(path: database, purpose: purpose)
+            for repair in store.repairs {
+                logger?.notice("queue file permissions set", metadata: ["file": "\(repair.path)", "change": "\(repair.change)"])
+            }
+            return store
         }
-        let store = try SQLiteQueueStore(path: database, purpose: purpose)
-        for repair in store.repairs {
-            logger?.notice("queue file permissions set", metadata: ["file": "\(repair.path)", "change": "\(repair.change)"])
-        }
-        return store
+        let url = try PostgresURL(database)
+        let password = try PostgresPassword.resolve(environment: environment, credentialsFile: configuration.auth.credentialsFile)
+        logger?.info("database password", metadata: ["source": "\(password.source)"])
+        // A statement or two at a time per runner: claims, one group commit, renewals.
+        let connections = purpose == .service ? min(16, 2 + configuration.concurrency / 16) : 2
+        return try await PostgresQueueStore.open(
+            url: url, password: password.password, purpose: purpose, connections: connections,
+            logger: logger ?? Logger(label: "export-task-cleaner") { _ in SwiftLogNoOpLogHandler() })
     }
 }
