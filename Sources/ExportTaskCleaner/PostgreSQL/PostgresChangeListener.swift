@@ -23,7 +23,7 @@ final class PostgresChangeListener: Sendable {
         }
     }
 
-    /// Listens until cancelled, reconnecting with a backoff (1 s doubling to 30 s) when the
+    /// Listens until cancelled, reconnecting with a backoff (1 s, doubling, up to 30 s) when the
     /// connection is lost.
     func run(client: PostgresClient, schema: String, logger: Logger) async {
         var failures = 0
@@ -49,7 +49,7 @@ final class PostgresChangeListener: Sendable {
                 ])
             }
             state.withLock { $0.listening = false }
-            let delay = Duration.seconds(min(30, 1 << min(failures, 5)))
+            let delay = Duration.seconds(min(30, 1 << min(max(failures - 1, 0), 5)))
             do { try await Task.sleep(for: delay) } catch { break }
         }
         state.withLock { $0.listening = false }

@@ -11,7 +11,7 @@ extension PostgresQueueStore {
                 "only finished tasks can be requeued (\(TaskState.finished.map(\.rawValue).joined(separator: ", "))), not \(state.rawValue)")
         }
         let (at, runner, logger) = (Timestamp.format(now), runner, logger)
-        return try await write { connection in
+        return try await write(timeout: Self.commandTimeout) { connection in
             var summary = RequeueSummary()
             var rows: [(id: Int, exportTaskID: String, projectID: String?)] = []
             let finished = TaskState.finished.map(\.rawValue)

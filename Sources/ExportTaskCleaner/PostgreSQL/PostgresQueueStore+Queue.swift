@@ -76,7 +76,7 @@ extension PostgresQueueStore {
 
     public func enqueue(_ list: EnqueueList, now: Date) async throws -> EnqueueSummary {
         let (at, runner, logger) = (Timestamp.format(now), runner, logger)
-        return try await write { connection in
+        return try await write(timeout: Self.commandTimeout) { connection in
             var summary = EnqueueSummary()
             var chunk: [EncodedItem] = []
             var invalid: [EnqueueItem] = []

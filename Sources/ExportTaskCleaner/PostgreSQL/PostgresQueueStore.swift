@@ -26,11 +26,16 @@ public final class PostgresQueueStore: QueueStore {
     private let tasks: [Task<Void, Never>]
     private let writes = WriteCounter()
 
-    /// A call's bound: a lease of a connection, the statements, the commit.
-    static let callTimeout = Duration.seconds(30)
+    /// A call's bound: a lease of a connection, the statements, the commit. As SQLite's busy
+    /// timeout, so that the work loop, waiting for a claim, stays within the liveness bound
+    /// the watchdog allows (``Tuning``; docs/operations.md, "Behaviour under failures").
+    static let callTimeout = Duration.seconds(10)
+    /// An operator's write (`enqueue` of a long list, `requeue` of a whole state) and opening
+    /// (a migration waits up to a minute for another's): bounded, but not by the service's bound.
+    static let commandTimeout = Duration.seconds(15 * 60)
     /// Server-side bounds, below ``callTimeout``: a statement, and a wait for a row lock.
     static let startupParameters = [
-        ("statement_timeout", "20s"), ("lock_timeout", "10s"), ("idle_in_transaction_session_timeout", "60s"),
+        ("statement_timeout", "8s"), ("lock_timeout", "5s"), ("idle_in_transaction_session_timeout", "60s"),
         ("application_name", "export-task-cleaner"),
     ]
 
@@ -58,7 +63,7 @@ public final class PostgresQueueStore: QueueStore {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let running = Task { await client.run() }
         do {
-            let schema = try await withDeadline(callTimeout) {
+            let schema = try await withDeadline(commandTimeout) {
                 try await client.withConnection { connection in
                     switch purpose {
                     case .inspect: try await PostgresSchema.check(connection, logger: logger)
@@ -130,9 +135,10 @@ public final class PostgresQueueStore: QueueStore {
 
     /// `body` in a transaction (READ COMMITTED, PostgreSQL's default), bounded and counted.
     @discardableResult
-    func write<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func write<T: Sendable>(timeout: Duration = callTimeout,
+                            _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
-            let result = try await Self.withDeadline(Self.callTimeout) { [client, logger] in
+            let result = try await Self.withDeadline(timeout) { [client, logger] in
                 try await client.withTransaction(logger: logger) { try await body($0) }
             }
             writes.committed()

@@ -28,6 +28,9 @@ extension PostgresSchema {
             migration = try await connection.withTransaction(logger: logger) { connection in
                 // Bounded: a lock held elsewhere for long fails the start rather than hang it.
                 try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(lockTimeout)'"), logger: logger)
+                // A migration may take longer than the service's statements may (the store's
+                // connections set a statement_timeout): bounded by the opening's deadline instead.
+                try await connection.query("SET LOCAL statement_timeout = 0", logger: logger)
                 try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLockKey))", logger: logger)
                 // Read under the lock: another service may have migrated while this one waited.
                 let found = try await installed(connection, logger: logger)
