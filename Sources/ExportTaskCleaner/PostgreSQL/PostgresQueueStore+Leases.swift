@@ -107,16 +107,8 @@ extension PostgresQueueStore {
                 applied += group.map { held.contains($0.task.id) }
             }
             var audit = PostgresAuditRows(runner: runner)
-            for (transition, held) in zip(transitions, applied) {
-                var record = transition.audit
-                if !held {
-                    // Every answer is on record; a change made without a request is not, when
-                    // the lease that would make it is gone (docs/database.md, "The database").
-                    guard record.hasRequest else { continue }
-                    record.leaseLost = true
-                }
-                audit.append(taskID: transition.task.id, exportTaskID: transition.task.exportTaskID,
-                             projectID: transition.task.projectID, record: record)
+            for (task, record) in TaskTransition.auditRows(transitions, held: applied) {
+                audit.append(taskID: task.id, exportTaskID: task.exportTaskID, projectID: task.projectID, record: record)
             }
             try await audit.write(connection, logger: logger)
             return applied

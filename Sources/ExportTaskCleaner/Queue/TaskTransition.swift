@@ -23,6 +23,20 @@ public struct TaskTransition: Sendable {
         min(task.unansweredAttempts + (audit.delivery == .unknown ? 1 : 0), QueueLimits.maximumAttempts)
     }
 
+    /// The audit rows a batch writes, given for each transition whether its lease held
+    /// (docs/database.md, "The database"): every answer is on record, those after a lost lease
+    /// marked `lease_lost`; a change made without a request is not, when its lease is gone.
+    package static func auditRows(_ transitions: [TaskTransition], held: [Bool]) -> [(task: ClaimedTask, record: AuditRecord)] {
+        zip(transitions, held).compactMap { transition, held in
+            var record = transition.audit
+            if !held {
+                guard record.hasRequest else { return nil }
+                record.leaseLost = true
+            }
+            return (transition.task, record)
+        }
+    }
+
     public init(task: ClaimedTask, change: Change, attempts: Int? = nil, audit: AuditRecord) {
         self.task = task
         self.change = change

@@ -13,16 +13,8 @@ extension SQLiteQueue {
                 let applied = Set(transitions.map(\.task.id)).count == transitions.count
                     ? try applyBatched(transitions, db)
                     : try applyOneByOne(transitions, db)
-                for (transition, held) in zip(transitions, applied) {
-                    var record = transition.audit
-                    if !held {
-                        // Every answer is on record (docs/database.md, "The database"); a change made
-                        // without a request is not, when the lease that would make it is gone.
-                        guard record.hasRequest else { continue }
-                        record.leaseLost = true
-                    }
-                    audit.append(taskID: transition.task.id, exportTaskID: transition.task.exportTaskID,
-                                 projectID: transition.task.projectID, record: record)
+                for (task, record) in TaskTransition.auditRows(transitions, held: applied) {
+                    audit.append(taskID: task.id, exportTaskID: task.exportTaskID, projectID: task.projectID, record: record)
                 }
                 try audit.write(db)
                 return applied

@@ -125,3 +125,13 @@ final class OutageLock: @unchecked Sendable {
     func hold(_ connection: SQLiteConnection) { lock.withLock { held = connection } }
     func release() -> SQLiteConnection? { lock.withLock { defer { held = nil }; return held } }
 }
+
+/// Says so when the conformance suite runs on SQLite alone: its PostgreSQL cases are not
+/// skipped one by one, they are simply not made.
+@Suite("Store conformance: which stores")
+struct ConformanceStoresTests {
+    @Test("the conformance suite runs on PostgreSQL too", .enabled(if: PostgresTestDatabase.isConfigured, PostgresTestDatabase.skipComment))
+    func runsOnPostgreSQL() {
+        #expect(StoreKind.available == [.sqlite, .postgres])
+    }
+}
