@@ -150,7 +150,10 @@ public enum ConfigurationLoader {
             let projectID = try identifier(try required("project_id"), .projectID)
             let endpoint = try keys["endpoint"].map { try endpointValue($0) } ?? "https://iotda.\(region).myhuaweicloud.com"
             var configuration = Configuration(endpoint: endpoint, region: region, projectID: projectID)
-            if let database = try optionalString(keys["database"], "database") { configuration.database = database }
+            if let database = try optionalString(keys["database"], "database") {
+                if PostgresURL.looksMistyped(database) { throw PostgresURL.mistyped }
+                configuration.database = database
+            }
             if let value = keys["instance_id"], value.value != .null {
                 configuration.instanceID = try identifier(value, .instanceID)
             }

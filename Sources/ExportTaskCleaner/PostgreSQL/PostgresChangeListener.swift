@@ -6,8 +6,14 @@ import Synchronization
 /// notifications the INSERT trigger sends for this schema (``PostgresSchema``), heard on a
 /// connection of its own that LISTENs. While it is not listening (starting, or reconnecting
 /// after the database went away), nothing can be missed silently: every read of the signal
-/// gives a new number, and the service polls as it does without one.
+/// gives a new number, and the service polls as it does without one. And the signal moves
+/// every ``fallbackPeriod`` whatever was heard: a connection that still looks open after its
+/// server went silent (its host off, the network cut, a failover behind the same address)
+/// hears nothing and tells nothing, and an idle service then still looks for work that often.
 final class PostgresChangeListener: Sendable {
+    static let fallbackPeriod = Duration.seconds(30)
+    private let started = ContinuousClock.now
+
     private struct State {
         var count = 0
         var listening = false
@@ -17,9 +23,10 @@ final class PostgresChangeListener: Sendable {
 
     /// The current signal.
     var signal: Int {
-        state.withLock { state in
+        let periods = Int((ContinuousClock.now - started) / Self.fallbackPeriod)
+        return state.withLock { state in
             if !state.listening { state.count &+= 1 }
-            return state.count
+            return state.count &+ periods
         }
     }
 

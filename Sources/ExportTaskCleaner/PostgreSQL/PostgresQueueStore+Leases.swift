@@ -106,6 +106,11 @@ extension PostgresQueueStore {
                 for try await id in rows.decode(Int.self) { held.insert(id) }
                 applied += group.map { held.contains($0.task.id) }
             }
+            // A task back to `pending` may be another service's to take: wake the idle ones
+            // (docs/database.md, "PostgreSQL"). Claims and finishes notify no one.
+            if zip(transitions, applied).contains(where: { $1 && !Self.finishes($0.change) }) {
+                try await Self.notify(connection, logger: logger)
+            }
             var audit = PostgresAuditRows(runner: runner)
             for (task, record) in TaskTransition.auditRows(transitions, held: applied) {
                 audit.append(taskID: task.id, exportTaskID: task.exportTaskID, projectID: task.projectID, record: record)
@@ -143,7 +148,7 @@ extension PostgresQueueStore {
                     FOR UPDATE SKIP LOCKED)
                 UPDATE export_tasks t SET state = 'pending', lease_token = NULL, lease_expires_at = NULL,
                     unanswered_attempts = CASE WHEN e.lease_token IS NOT NULL
-                        THEN least(greatest(t.unanswered_attempts, 0) + 1, \(maximum)) ELSE t.unanswered_attempts END
+                        THEN least(greatest(t.unanswered_attempts, 0), \(maximum) - 1) + 1 ELSE t.unanswered_attempts END
                 FROM expired e WHERE t.id = e.id
                 RETURNING t.id, t.export_task_id, t.project_id, e.lease_token, least(greatest(t.attempts, 0), \(maximum))
                 """, logger: logger)
@@ -153,6 +158,7 @@ extension PostgresQueueStore {
                                 token == nil ? nil : attempts))
             }
             expired.sort { $0.lease.id < $1.lease.id }
+            if !expired.isEmpty { try await Self.notify(connection, logger: logger) }
             var audit = PostgresAuditRows(runner: runner)
             for (lease, projectID, attempt) in expired {
                 audit.append(taskID: lease.id, exportTaskID: lease.exportTaskID, projectID: projectID,
@@ -162,5 +168,15 @@ extension PostgresQueueStore {
             try await audit.write(connection, logger: logger)
             return expired.map(\.lease)
         }
+    }
+
+    private static func finishes(_ change: TaskTransition.Change) -> Bool {
+        if case .finish = change { return true }
+        return false
+    }
+
+    /// Notifies the services listening on this schema (``PostgresChangeListener``), at commit.
+    static func notify(_ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("SELECT pg_notify(\(PostgresSchema.notificationChannel), current_schema())", logger: logger)
     }
 }

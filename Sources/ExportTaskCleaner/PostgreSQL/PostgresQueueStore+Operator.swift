@@ -18,7 +18,7 @@ extension PostgresQueueStore {
             switch selection {
             case .state(let state):
                 let found = try await connection.query(
-                    "SELECT id, export_task_id, project_id FROM export_tasks WHERE state = \(state.rawValue) ORDER BY id FOR UPDATE",
+                    "SELECT id, export_task_id, project_id FROM export_tasks WHERE state = \(state.rawValue) ORDER BY id",
                     logger: logger)
                 for try await row in found.decode((Int, String, String?).self) { rows.append(row) }
             case .exportTaskIDs(let ids):
@@ -27,7 +27,7 @@ extension PostgresQueueStore {
                 for id in ids.map(PostgresText.clean) where seen.insert(id).inserted {
                     let found = try await connection.query("""
                         SELECT id, export_task_id, project_id, state FROM export_tasks
-                        WHERE coalesce(project_id, '') = '' AND export_task_id = \(id) FOR UPDATE
+                        WHERE coalesce(project_id, '') = '' AND export_task_id = \(id)
                         """, logger: logger)
                     var any = false
                     for try await (taskID, exportTaskID, projectID, state) in found.decode((Int, String, String?, String).self) {
@@ -38,11 +38,21 @@ extension PostgresQueueStore {
                 }
             }
             guard !rows.isEmpty else { return summary }
-            try await connection.query("""
+            // Rows are read unlocked and changed only if still finished: a task a service holds
+            // is never locked here (its renewals and outcomes do not wait), and one that left a
+            // finished state meanwhile is not requeued. Locked in ID order: no deadlock.
+            let changed = try await connection.query("""
                 UPDATE export_tasks SET state = 'pending', attempts = 0, unanswered_attempts = 0,
                     next_attempt_at = \(at)::timestamptz, finished_at = NULL, lease_token = NULL, lease_expires_at = NULL
-                WHERE id = ANY(\(rows.map(\.id)))
+                WHERE id IN (SELECT id FROM export_tasks WHERE id = ANY(\(rows.map(\.id))) AND state = ANY(\(finished))
+                    ORDER BY id FOR UPDATE)
+                RETURNING id
                 """, logger: logger)
+            var requeued = Set<Int>()
+            for try await id in changed.decode(Int.self) { requeued.insert(id) }
+            rows.removeAll { !requeued.contains($0.id) }
+            guard !rows.isEmpty else { return summary }
+            try await Self.notify(connection, logger: logger)
             var audit = PostgresAuditRows(runner: runner)
             for row in rows {
                 audit.append(taskID: row.id, exportTaskID: row.exportTaskID, projectID: row.projectID,

@@ -65,6 +65,7 @@ public final class PostgresQueueStore: QueueStore {
         do {
             let schema = try await withDeadline(commandTimeout) {
                 try await client.withConnection { connection in
+                    try await checkEncoding(connection, logger: logger)
                     switch purpose {
                     case .inspect: try await PostgresSchema.check(connection, logger: logger)
                     case .write, .service: try await PostgresSchema.migrate(connection, logger: logger)
@@ -99,6 +100,19 @@ public final class PostgresQueueStore: QueueStore {
         } ?? [])
     }
 
+    /// Text in a database of another encoding would fail on the first answer in Chinese, and
+    /// such a batch of outcomes could never be written: refused before anything is created.
+    private static func checkEncoding(_ connection: PostgresConnection, logger: Logger) async throws {
+        var encoding = ""
+        for try await name in try await connection.query("SHOW server_encoding", logger: logger).decode(String.self) {
+            encoding = name
+        }
+        guard encoding == "UTF8" else {
+            throw CleanerError.configuration(
+                "database: its encoding is \(TextFormat.printable(encoding)), and the queue needs UTF8 (server answers and IDs are Unicode); create the database with ENCODING 'UTF8'")
+        }
+    }
+
     private static func openingError(_ error: any Error, url: PostgresURL) -> any Error {
         if error is CleanerError { return error }
         let reason = StoreError.fromPostgres(error)
@@ -125,9 +139,7 @@ public final class PostgresQueueStore: QueueStore {
     /// `body` on a leased connection, bounded by ``callTimeout``; errors as ``StoreError``.
     func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
-            return try await Self.withDeadline(Self.callTimeout) { [client] in
-                try await client.withConnection { try await body($0) }
-            }
+            return try await Self.bounded(client, Self.callTimeout) { try await body($0) }
         } catch {
             throw StoreError.fromPostgres(error)
         }
@@ -138,13 +150,50 @@ public final class PostgresQueueStore: QueueStore {
     func write<T: Sendable>(timeout: Duration = callTimeout,
                             _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
-            let result = try await Self.withDeadline(timeout) { [client, logger] in
-                try await client.withTransaction(logger: logger) { try await body($0) }
+            let logger = logger
+            let result = try await Self.bounded(client, timeout) { connection in
+                try await connection.withTransaction(logger: logger) { try await body($0) }
             }
             writes.committed()
             return result
         } catch {
             throw StoreError.fromPostgres(error)
+        }
+    }
+
+    /// `body` on a connection of the pool, all of it within `limit`: the wait for a connection
+    /// is cancelled, and a connection still busy at the deadline is closed, which fails what
+    /// runs on it at once. (postgres-nio does not cancel a running query when its task is
+    /// cancelled, and a server gone silent, its host off or the network cut, would otherwise
+    /// hold the call until TCP gives up, many minutes later.) A transaction cut off so is
+    /// rolled back by the server, unless its COMMIT got there first: then the call fails all
+    /// the same, and the service's retry finds its leases gone (docs/operations.md,
+    /// "Behaviour under failures").
+    static func bounded<T: Sendable>(_ client: PostgresClient, _ limit: Duration,
+                                     _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + limit
+        return try await withDeadline(limit) {
+            try await client.withConnection { connection in
+                let finished = DoneFlag()
+                return try await withThrowingTaskGroup(of: T?.self) { group in
+                    group.addTask {
+                        defer { finished.set() }
+                        return try await body(connection)
+                    }
+                    group.addTask {
+                        // Woken at the deadline, or cancelled: by the body's end (nothing to
+                        // do) or by the outer deadline (the body still runs: close).
+                        try? await Task.sleep(until: deadline)
+                        if !finished.isSet { try? await connection.close() }
+                        return nil
+                    }
+                    defer { group.cancelAll() }
+                    while let next = try await group.next() {
+                        if let result = next { return result }
+                    }
+                    throw StoreError(.unavailable, "PostgreSQL: no answer within \(limit.components.seconds) s; the connection was closed")
+                }
+            }
         }
     }
 
@@ -163,6 +212,13 @@ public final class PostgresQueueStore: QueueStore {
             return result
         }
     }
+}
+
+/// Set once a call's body has ended.
+final class DoneFlag: Sendable {
+    private let done = Atomic<Bool>(false)
+    func set() { done.store(true, ordering: .releasing) }
+    var isSet: Bool { done.load(ordering: .acquiring) }
 }
 
 /// Write transactions committed, and a count to hand out as a change signal.

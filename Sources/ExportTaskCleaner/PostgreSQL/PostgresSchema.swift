@@ -19,7 +19,7 @@
 ///   `audit_log` are refused by triggers, for the owner too. What they cannot stop: the owner
 ///   or a superuser dropping or disabling them first (`audit --verify` shows the edit), and
 ///   a superuser's `session_replication_role = replica`.
-/// - An INSERT or UPDATE of `export_tasks` notifies ``notificationChannel`` at commit (one
+/// - An INSERT into `export_tasks` notifies ``notificationChannel`` at commit (one
 ///   notification per transaction and schema: PostgreSQL folds equal ones), with the table's
 ///   schema as the payload, so that a service LISTENing wakes up at once and one on another
 ///   schema of the same database can tell the notification is not for it.
@@ -138,10 +138,11 @@ public enum PostgresSchema {
             $$
             """,
             // Per statement: a feeder's bulk INSERT wakes the service once, not once a row.
-            // UPDATE too, as SQLite's data_version sees every commit: a `requeue`, a task
-            // another service released or rescheduled, an operator's UPDATE.
+            // Not UPDATE: a statement trigger fires for every claim, empty ones too, and two idle
+            // services would wake each other every tick. The store notifies instead when it
+            // gives a task back to `pending` (a retry, a release, an expired lease, a requeue).
             """
-            CREATE TRIGGER export_tasks_notify AFTER INSERT OR UPDATE ON export_tasks
+            CREATE TRIGGER export_tasks_notify AFTER INSERT ON export_tasks
                 FOR EACH STATEMENT EXECUTE FUNCTION export_task_cleaner_notify()
             """,
             // Which service processes hold the queue, for `status`.

@@ -285,3 +285,16 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
         return result
     }
 }
+
+extension PostgresURL {
+    /// A value meant as a URL but mistyped (`postgres:/…`, `postgresql//…`): taken for a
+    /// path, it would be shown in messages, a password in it too.
+    public static func looksMistyped(_ value: String) -> Bool {
+        !isPostgres(value) && value.lowercased().hasPrefix("postgres") && value.contains(":")
+    }
+
+    /// The error for ``looksMistyped(_:)``: it does not show the value.
+    public static var mistyped: CleanerError {
+        .configuration("database: neither a path nor a postgresql:// URL (the value is not shown: it may hold a password)")
+    }
+}

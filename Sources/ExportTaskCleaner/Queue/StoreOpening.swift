@@ -24,6 +24,9 @@ public enum StoreOpening {
     public static func open(configuration: Configuration, purpose: StorePurpose,
                             environment: [String: String], logger: Logger? = nil) async throws -> any QueueStore {
         let database = configuration.database
+        // A URL mistyped (`postgres:/…`, `postgresql//…`) would be taken for a path and shown
+        // in messages, a password in it too: refused, and not shown.
+        if PostgresURL.looksMistyped(database) { throw PostgresURL.mistyped }
         guard PostgresURL.isPostgres(database) else {
             let store = try SQLiteQueueStore(path: database, purpose: purpose)
             for repair in store.repairs {

@@ -182,11 +182,19 @@ extension CleanerService {
 
     private func claim(limit: Int, leaseToken: String, now: Date) async throws -> Claim {
         let until = now.addingTimeInterval(options.leaseDuration.timeInterval)
+        // The change signal is read before the claim: a task that commits after it moves it,
+        // whether or not the claim saw the task.
+        let signal = try? await database.changeSignal()
         let tasks = try await database.claim(limit: limit, leaseToken: leaseToken, leaseUntil: until, now: now)
-        guard tasks.count < limit else { return Claim(tasks: tasks, leaseUntil: until) }
-        // The change signal is read after the claim: a task queued meanwhile moves it.
-        return Claim(tasks: tasks, leaseUntil: until,
-                     shortfall: .init(nextDue: try await database.nextDue(), dataVersion: try await database.changeSignal()))
+        guard tasks.count < limit, let signal else { return Claim(tasks: tasks, leaseUntil: until) }
+        // The claim has committed: a failure from here on must not lose its tasks, and only
+        // costs the loop a claim sooner than it needed (no shortfall: it asks again).
+        do {
+            let nextDue = try await database.nextDue()
+            return Claim(tasks: tasks, leaseUntil: until, shortfall: .init(nextDue: nextDue, dataVersion: signal))
+        } catch {
+            return Claim(tasks: tasks, leaseUntil: until)
+        }
     }
 
     private func beginStopping(reason: String) {

@@ -105,6 +105,20 @@ struct ConformanceClaimTests {
         await harness.close()
     }
 
+    @Test("counts another tool set to the largest integer stop neither the claim nor the lease sweep", arguments: StoreKind.available)
+    func hostileCounts(kind: StoreKind) async throws {
+        let harness = try await kind.makeHarness()
+        let store = harness.store
+        _ = try await store.enqueue(TestSupport.items(["h1"]), now: now)
+        try await harness.execute("UPDATE export_tasks SET attempts = 9223372036854775807, unanswered_attempts = 9223372036854775807")
+        let claimed = try await store.claim(limit: 1, leaseToken: "t", leaseUntil: now + 5, now: now)
+        #expect(claimed.map(\.attempts) == [QueueLimits.maximumAttempts])
+        #expect(claimed.map(\.unansweredAttempts) == [QueueLimits.maximumAttempts])
+        #expect(try await store.expireLeases(now: now + 6).map(\.exportTaskID) == ["h1"])
+        #expect(try await harness.attempts() == ["h1": QueueLimits.maximumAttempts + 1])
+        await harness.close()
+    }
+
     @Test("every outcome finishes its task in its state, with its audit row", arguments: StoreKind.available)
     func everyOutcome(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()

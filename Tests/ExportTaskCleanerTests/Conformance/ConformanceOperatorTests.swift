@@ -91,7 +91,11 @@ struct ConformanceOperatorTests {
                            audit: AuditRecord(outcome: .failed, at: now, attempt: 8, httpStatus: 503, delivery: .answered))
         })
         await #expect(throws: CleanerError.self) { try await store.requeue(.state(.pending), now: now) }
-        let byID = try await store.requeue(.exportTaskIDs(["r1", "r3", "nope", "r1", "nope"]), now: now)
+        // A requeue by an operator's command (another connection) wakes the listening service.
+        let before = try await store.changeSignal()
+        let command = try await harness.another(runner: "operator:1")
+        let byID = try await command.requeue(.exportTaskIDs(["r1", "r3", "nope", "r1", "nope"]), now: now)
+        #expect(try await eventually(timeout: .seconds(10)) { try await store.changeSignal() != before })
         #expect(byID.requeued == 1)
         #expect(byID.notFinished == ["r3"])
         #expect(byID.unknown == ["nope"])

@@ -111,7 +111,7 @@ struct PostgresSchemaTests {
             let notification = try await client.withConnection { listener in
                 try await listener.listen(on: PostgresSchema.notificationChannel) { notifications in
                     try await client.query("INSERT INTO export_tasks (export_task_id) VALUES ('x')", logger: logger)
-                    return try await PostgresTestDatabase.first(of: notifications, within: .seconds(10))
+                    return try await PostgresTestDatabase.first(of: notifications, payload: schema, within: .seconds(10))
                 }
             }
             #expect(notification?.payload == schema)
@@ -187,6 +187,29 @@ struct PostgresSchemaTests {
             #expect(error?.message.contains("no export-task-cleaner queue in the schema") == true)
             let version = try await client.withConnection { try await PostgresSchema.installedVersion($0, logger: logger) }
             #expect(version == 0)
+        }
+    }
+}
+
+/// A call on a server that does not answer ends at its bound (docs/database.md, "PostgreSQL"):
+/// the connection is closed under it, as it would be under a server gone silent.
+@Suite("PostgreSQL store: calls are bounded", .enabled(if: PostgresTestDatabase.isConfigured, PostgresTestDatabase.skipComment))
+struct PostgresBoundedCallTests {
+    @Test("a statement still running at the bound fails as unavailable, within about the bound")
+    func boundedCall() async throws {
+        try await PostgresTestDatabase.withSchema { client, _ in
+            let start = ContinuousClock.now
+            let error = await #expect(throws: (any Error).self) {
+                try await PostgresQueueStore.bounded(client, .seconds(1)) { connection in
+                    try await connection.query("SELECT pg_sleep(30)", logger: PostgresTestDatabase.logger)
+                    return 1
+                }
+            }
+            #expect(error != nil)
+            #expect(ContinuousClock.now - start < .seconds(10))
+            // The pool is still usable afterwards.
+            let one = try await PostgresTestDatabase.value(client, "SELECT 1", as: Int.self)
+            #expect(one == 1)
         }
     }
 }

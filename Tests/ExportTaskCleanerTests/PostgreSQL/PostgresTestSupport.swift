@@ -79,11 +79,15 @@ enum PostgresTestDatabase {
         }
     }
 
-    /// The first of `notifications` within `limit`, or nil when none came.
-    static func first(of notifications: PostgresNotificationSequence, within limit: Duration) async throws -> PostgresNotification? {
+    /// The first of `notifications` within `limit` whose payload is `payload` (when given: the
+    /// channel is the database's, and tests in other schemas notify on it too), or nil.
+    static func first(of notifications: PostgresNotificationSequence, payload: String? = nil,
+                      within limit: Duration) async throws -> PostgresNotification? {
         try await withThrowingTaskGroup(of: PostgresNotification?.self) { group in
             group.addTask {
-                for try await notification in notifications { return notification }
+                for try await notification in notifications where payload == nil || notification.payload == payload {
+                    return notification
+                }
                 return nil
             }
             group.addTask {

@@ -177,3 +177,24 @@ struct PostgresURLTests {
         #expect(error?.message.contains("hunter") == false, "\(error?.message ?? "")")
     }
 }
+
+@Suite("PostgreSQL URL: mistyped")
+struct PostgresURLMistypedTests {
+    @Test("a URL mistyped is refused at load, without showing it", arguments: [
+        "postgres:/u:secret@h/db", "postgresql//u:secret@h/db", "POSTGRES:u:secret@h",
+    ])
+    func mistyped(value: String) throws {
+        #expect(PostgresURL.looksMistyped(value))
+        let json = #"{"region": "r-1", "project_id": "p", "database": "\#(value)"}"#
+        let error = try #require(throws: CleanerError.self) { try ConfigurationLoader.parse(Array(json.utf8), source: "test.json") }
+        #expect(!error.message.contains("secret"))
+        #expect(error.message.contains("neither a path nor a postgresql:// URL"))
+    }
+
+    @Test("paths and URLs are not mistaken for mistyped URLs", arguments: [
+        "/var/lib/export-task-cleaner/queue.sqlite3", "postgresql://u@h/db", "postgres://u@h/db", "postgres-queue.sqlite3",
+    ])
+    func notMistyped(value: String) {
+        #expect(!PostgresURL.looksMistyped(value))
+    }
+}
