@@ -197,20 +197,75 @@ public final class PostgresQueueStore: QueueStore {
         }
     }
 
-    /// Runs `body`, cancelled when `limit` has passed (then it throws `unavailable`).
+    /// Runs `body`; when `limit` passes first, or the caller is cancelled, returns at once
+    /// (throwing `unavailable`, or `CancellationError`) and cancels `body` without waiting for
+    /// it: a postgres-nio call that ignores cancellation (a query on a connection whose server
+    /// went silent, a wait for the pool while it cannot connect) then costs a task in the
+    /// background, never the caller's bound (nor the service's stop).
     static func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let result = first else {
-                throw StoreError(.unavailable, "PostgreSQL: no answer within \(limit.components.seconds) s")
-            }
-            return result
+        let race = Race<T>()
+        let work = Task {
+            do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
         }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                race.start(continuation, timer: Task {
+                    guard (try? await Task.sleep(for: limit)) != nil else { return }
+                    if race.finish(.failure(StoreError(.unavailable, "PostgreSQL: no answer within \(limit.components.seconds) s"))) {
+                        work.cancel()
+                    }
+                })
+            }
+        } onCancel: {
+            if race.finish(.failure(CancellationError())) { work.cancel() }
+        }
+    }
+}
+
+/// The first of a call's ends — its result, its deadline, its caller's cancellation — resumes
+/// the caller; the others find nothing to resume.
+final class Race<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var timer: Task<Void, Never>?
+        /// A result that came before the caller waited.
+        var early: Result<T, any Error>?
+        var ended = false
+    }
+
+    private let state = Mutex(State())
+
+    /// The caller waits; a result that came before it did resumes it at once.
+    func start(_ continuation: CheckedContinuation<T, any Error>, timer: Task<Void, Never>) {
+        let early: Result<T, any Error>? = state.withLock { state in
+            if let early = state.early { return early }
+            state.continuation = continuation
+            state.timer = timer
+            return nil
+        }
+        if let early {
+            timer.cancel()
+            continuation.resume(with: early)
+        }
+    }
+
+    /// Ends the race with `result`; false when it had ended already.
+    @discardableResult
+    func finish(_ result: Result<T, any Error>) -> Bool {
+        let ending: (CheckedContinuation<T, any Error>?, Task<Void, Never>?)? = state.withLock { state in
+            guard !state.ended else { return nil }
+            state.ended = true
+            guard let continuation = state.continuation else {
+                state.early = result
+                return (nil, nil)
+            }
+            defer { (state.continuation, state.timer) = (nil, nil) }
+            return (continuation, state.timer)
+        }
+        guard let ending else { return false }
+        ending.1?.cancel()
+        ending.0?.resume(with: result)
+        return true
     }
 }
 
