@@ -11,7 +11,8 @@ import Darwin
 #endif
 
 /// The `demo` command's logic: the real service (``CleanerService`` with an ``IoTDAClient``)
-/// against the simulator on loopback, with a fresh queue in a new temporary folder.
+/// against the simulator on loopback, with a fresh queue in a new temporary folder, or in a
+/// database the caller names (``Options/database``) that holds no task yet.
 ///
 /// It lives beside the simulator, which the core library cannot import. The executable only
 /// parses the options, draws the progress line and runs the service in a signal-aware group.
@@ -36,15 +37,25 @@ public enum Demo {
         public var parentFolder: URL?
         /// How often `progress` is called while the service runs.
         public var progressInterval: Duration
+        /// The queue, as the configuration's `database` names one: a PostgreSQL URL or a SQLite
+        /// file's path (relative to the working folder). It must hold no task, no audit row and
+        /// no live service (``requireUnused(_:)``). Nil: a new SQLite file in the temporary folder.
+        public var database: String?
+        /// Where a PostgreSQL password is found (`PGPASSWORD`, systemd's credential:
+        /// ``PostgresPassword``); the demo has no credentials file.
+        public var environment: [String: String]
 
         public init(tasks: Int = 1_000, concurrency: Int = 16, latency: Duration = .milliseconds(20), mix: Mix = .realistic,
-                    parentFolder: URL? = nil, progressInterval: Duration = .milliseconds(250)) {
+                    parentFolder: URL? = nil, progressInterval: Duration = .milliseconds(250), database: String? = nil,
+                    environment: [String: String] = [:]) {
             self.tasks = tasks
             self.concurrency = concurrency
             self.latency = latency
             self.mix = mix
             self.parentFolder = parentFolder
             self.progressInterval = progressInterval
+            self.database = database
+            self.environment = environment
         }
     }
 
@@ -92,9 +103,13 @@ public enum Demo {
         /// Whether SIGINT or SIGTERM stopped the service before the queue was drained.
         public var interrupted: Bool
         public var folder: String
+        /// The queue's path, or its PostgreSQL URL without a password.
         public var databasePath: String
         /// A configuration for `status` and `audit` (no credentials: they need none).
         public var configPath: String
+        /// Where the PostgreSQL password came from (`PGPASSWORD`, …), which the printed
+        /// commands need too; nil for SQLite.
+        public var passwordSource: String? = nil
         /// How the printed commands name the binary: the path of the one that ran, when known,
         /// since after `swift run` no `export-task-cleaner` is on the `PATH`.
         public var executable = "export-task-cleaner"
@@ -159,7 +174,11 @@ public enum Demo {
             lines.append(row("signature failures", String(signatureFailures), signatureFailures == 0 ? "" : "(should be 0)"))
             lines.append("")
             lines.append("Database: \(databasePath)")
-            lines.append("Inspect it:")
+            if let passwordSource {
+                lines.append("Inspect it (the commands read the database password as this run did, from \(passwordSource)):")
+            } else {
+                lines.append("Inspect it:")
+            }
             lines.append("  \(statusCommand)")
             lines.append("  \(auditCommand)")
             return lines.joined(separator: "\n") + "\n"
@@ -184,8 +203,15 @@ public enum Demo {
                 "--concurrency: expected \(concurrencyRange.lowerBound) to \(concurrencyRange.upperBound), got \(options.concurrency)")
         }
 
+        let postgres = options.database.map(PostgresURL.isPostgres) ?? false
+        let passwordSource = postgres
+            ? try PostgresPassword.resolve(environment: options.environment, credentialsFile: nil).source.description : nil
+        // A URL is checked before anything starts, and is never resolved as a path.
+        if postgres, let url = options.database { _ = try PostgresURL(url) }
+
         let folder = try makeFolder(in: options.parentFolder ?? FileManager.default.temporaryDirectory)
-        let databasePath = folder.appendingPathComponent("queue.sqlite3").path
+        let database = options.database.map { postgres ? $0 : absolutePath($0) }
+            ?? folder.appendingPathComponent("queue.sqlite3").path
         let configPath = folder.appendingPathComponent("config.json").path
 
         let key = AccessKey(ak: accessKeyID, sk: randomSecret())
@@ -204,9 +230,16 @@ public enum Demo {
             throw error
         }
 
+        var opened: (any QueueStore)?
         do {
-            let store = try SQLiteQueueStore(path: databasePath)
-            try writeConfig(path: configPath, databasePath: databasePath, endpoint: simulator.endpoint)
+            var configuration = Configuration(endpoint: simulator.endpoint, region: region, projectID: projectID)
+            configuration.database = database
+            configuration.concurrency = options.concurrency
+            let store = try await StoreOpening.open(configuration: configuration, purpose: .service,
+                                                    environment: options.environment, logger: logger)
+            opened = store
+            if options.database != nil { try await requireUnused(store) }
+            try writeConfig(path: configPath, databasePath: database, endpoint: simulator.endpoint)
             try await enqueue(options.tasks, into: store)
 
             let cleanerOptions = CleanerOptions(
@@ -241,6 +274,7 @@ public enum Demo {
 
             let statistics = service.statistics
             let counts = try await store.counts()
+            await store.close()
             return Report(
                 tasks: options.tasks, concurrency: options.concurrency, latency: options.latency, endpoint: simulator.endpoint,
                 mixDescription: options.mix == .realistic ? "realistic mix" : "custom mix", signing: signing, counts: counts, requests: statistics.requests, retries: statistics[.retry],
@@ -248,12 +282,48 @@ public enum Demo {
                 serverErrors: counters.responsesByStatus.filter { (500..<600).contains($0.key) }.values.reduce(0, +),
                 signatureFailures: counters.signatureFailures, elapsed: elapsed,
                 interrupted: service.outcome != .drained,
-                folder: folder.path, databasePath: databasePath, configPath: configPath)
+                folder: folder.path, databasePath: postgres ? store.location : database, configPath: configPath, passwordSource: passwordSource)
         } catch {
+            await opened?.close()
             try? await client.shutdown()
             try? await simulator.shutdown()
+            // A database refused before anything was written leaves an empty folder: removed.
+            rmdir(folder.path)
             throw error
         }
+    }
+
+    /// Refuses a queue that is in use: the demo queues `demo-000001` … and counts every task
+    /// as its own, and the audit log it writes can never be cleared (append-only). A service
+    /// holding the queue would take the demo's tasks and send their deletes to its own
+    /// endpoint.
+    static func requireUnused(_ store: any QueueStore) async throws {
+        let status = try await store.status(now: Date())
+        let tasks = status.counts.values.reduce(0, +)
+        let head = try await store.auditHead()
+        let place = "--database \(store.location)"
+        let remedy = PostgresURL.isPostgres(store.location)
+            ? "Give the demo an empty database of its own, made for instance by a superuser with "
+                + "`CREATE DATABASE export_task_cleaner_demo OWNER your_role;`, and name it in the URL; "
+                + "or leave --database out for a temporary SQLite file."
+            : "Give it the path of a new file, or leave --database out for a temporary one."
+        if let holder = status.heldBy.first {
+            throw CleanerError.configuration(
+                "\(place): a service (\(holder.runner)) holds this queue: it would take the demo's tasks and send their deletes to its own endpoint. \(remedy)")
+        }
+        if tasks > 0 || head != nil {
+            let rows = head.map { " and audit rows up to #\($0.id)" } ?? ""
+            throw CleanerError.configuration(
+                "\(place) already holds \(tasks) tasks\(rows). The demo queues its own IDs (demo-000001 …) and its audit rows can never be removed, so it needs a queue that was never used. \(remedy)")
+        }
+    }
+
+    /// A SQLite path as given, made absolute against the working folder: the configuration
+    /// the demo writes elsewhere must name the same file.
+    static func absolutePath(_ path: String) -> String {
+        guard !path.hasPrefix("/") else { return path }
+        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
+        return here.appendingPathComponent(path).standardizedFileURL.path
     }
 
     // MARK: Pieces

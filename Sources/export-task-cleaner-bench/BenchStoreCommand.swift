@@ -8,7 +8,8 @@ import Musl
 #endif
 
 /// Measures the queue store alone, for `scripts/bench`: a fresh database with `--tasks` pending
-/// tasks, then `claim(limit: batch)` and one `apply` of `batch` finish transitions (deleted,
+/// tasks (a new SQLite file, or an empty PostgreSQL database named by its URL, the password from
+/// `PGPASSWORD`), then `claim(limit: batch)` and one `apply` of `batch` finish transitions (deleted,
 /// each with its audit row, as after a 204) until nothing is left. A binary of its own, built
 /// beside the product but not shipped (`scripts/package` packages `export-task-cleaner` only).
 @main
@@ -17,7 +18,9 @@ struct BenchStoreCommand: AsyncParsableCommand {
         commandName: "export-task-cleaner-bench-store",
         abstract: "Measures the queue store's claim and finish throughput on a fresh database.")
 
-    @Option(name: .long, help: ArgumentHelp("The database to create (must not exist).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp(
+        "A SQLite file to create (must not exist), or an empty PostgreSQL database's URL (password from PGPASSWORD).",
+        valueName: "path-or-url"))
     var database: String
 
     @Option(name: .long, help: "Pending tasks to create.")
@@ -29,13 +32,32 @@ struct BenchStoreCommand: AsyncParsableCommand {
     func validate() throws {
         guard tasks > 0 else { throw ValidationError("--tasks must be at least 1") }
         guard batch > 0 else { throw ValidationError("--batch must be at least 1") }
-        guard !FileManager.default.fileExists(atPath: database) else {
+        guard PostgresURL.isPostgres(database) || !FileManager.default.fileExists(atPath: database) else {
             throw ValidationError("--database: \(database) exists; give a path to a new file")
         }
     }
 
     func run() async throws {
-        let store: any QueueStore = try SQLiteQueueStore(path: database)
+        // As the service opens it (StoreOpening): a path is SQLite, a URL PostgreSQL.
+        var configuration = Configuration(endpoint: "http://127.0.0.1:9", region: "bench", projectID: "bench")
+        configuration.database = database
+        let store = try await StoreOpening.open(configuration: configuration, purpose: .write,
+                                                environment: ProcessInfo.processInfo.environment)
+        do {
+            let queued = try await store.counts().values.reduce(0, +)
+            guard queued == 0 else {
+                throw CleanerError.runtime("bench-store: \(store.location) already holds \(queued) tasks; give it an empty database")
+            }
+            try await measure(store)
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+
+    /// Fills the queue, then claims and finishes until it is empty; prints the figures.
+    private func measure(_ store: any QueueStore) async throws {
         let fillStart = ContinuousClock.now
         var items: [EnqueueItem] = []
         items.reserveCapacity(tasks)

@@ -19,11 +19,18 @@ struct DemoCommand: AsyncParsableCommand {
         abstract: "Runs the whole service against the built-in IoTDA simulator on loopback, with a fresh database and no credentials, and prints a summary.",
         discussion: """
             Starts the simulator on 127.0.0.1 (realistic mix of answers: mostly 204, some 404 and 403, a few \
-            429 and 503; 20 ms latency; signatures checked with a made-up key), queues the IDs in a new \
-            database in a temporary folder, and drains it with the real service. Needs no configuration \
-            file and no credentials (--config is accepted, as by every command, but not read: the demo \
-            writes its own next to its database). Ctrl-C stops it gracefully; the summary is printed \
-            either way.
+            429 and 503; 20 ms latency; signatures checked with a made-up key), queues the IDs demo-000001 … \
+            in a new SQLite database in a temporary folder, and drains it with the real service. Needs no \
+            configuration file and no credentials (--config is accepted, as by every command, but not read: \
+            the demo writes its own in the temporary folder). Ctrl-C stops it gracefully; the summary is \
+            printed either way.
+
+            With --database, the queue is that database instead: a PostgreSQL URL \
+            (postgresql://USER@HOST:PORT/DBNAME?sslmode=MODE, its password from PGPASSWORD or systemd's \
+            credential database_password, never from the URL) or a SQLite file's path. It must never have \
+            been used: a database holding any task or audit row, or held by a running service, is refused \
+            (exit 2), since the demo's audit rows can never be removed. Give it an empty database of its \
+            own (CREATE DATABASE … OWNER your_role).
             """)
 
     @OptionGroup var config: ConfigOption
@@ -34,12 +41,20 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Requests in flight at most (1 to 1,000).", valueName: "c"))
     var concurrency = 16
 
+    @Option(name: .long, help: ArgumentHelp(
+        "The queue: an empty PostgreSQL database's URL (password from PGPASSWORD) or a new SQLite file (default: a new SQLite file in a temporary folder).",
+        valueName: "url-or-path"))
+    var database: String?
+
     func validate() throws {
         guard Demo.taskRange.contains(tasks) else {
             throw ValidationError("--tasks must be from 1 to 1,000,000 (got \(tasks))")
         }
         guard Demo.concurrencyRange.contains(concurrency) else {
             throw ValidationError("--concurrency must be from 1 to 1,000 (got \(concurrency))")
+        }
+        if let database, database.isEmpty {
+            throw ValidationError("--database must not be empty: give a PostgreSQL URL or a SQLite file's path, or leave it out")
         }
     }
 
@@ -58,7 +73,8 @@ struct DemoCommand: AsyncParsableCommand {
         }
         Self.write("Demo: \(tasks) tasks, concurrency \(concurrency), against the IoTDA simulator on 127.0.0.1 …\n")
         let report = try await Demo.run(
-            .init(tasks: tasks, concurrency: concurrency), logger: serviceLogger, progress: progress,
+            .init(tasks: tasks, concurrency: concurrency, database: database, environment: ProcessInfo.processInfo.environment),
+            logger: serviceLogger, progress: progress,
             runService: { service in
                 var group = ServiceGroupConfiguration(
                     services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
