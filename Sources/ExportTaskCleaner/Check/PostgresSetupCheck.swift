@@ -90,7 +90,7 @@ public enum PostgresSetupCheck {
         return findings
     }
 
-    private static func connect(url: PostgresURL, password: String?, connectTimeout: Duration,
+    static func connect(url: PostgresURL, password: String?, connectTimeout: Duration,
                                 startupParameters: [(String, String)], logger: Logger) async throws -> PostgresConnection {
         let tls: PostgresConnection.Configuration.TLS
         do {

@@ -42,10 +42,23 @@ public final class PostgresQueueStore: QueueStore {
     /// Connects, and creates or migrates the schema (`write`, `service`) or checks it is
     /// current (`inspect`). `connections` bounds the pool; the service's listener takes one
     /// more. Throws `CleanerError` when the database cannot be used as configured.
-    public static func open(url: PostgresURL, password: String?, runner: String = Runner.current,
-                            purpose: StorePurpose, connections: Int = 4, logger: Logger) async throws -> PostgresQueueStore {
-        try await open(url: url, password: password, runner: runner, purpose: purpose, connections: connections,
-                       searchPath: nil, logger: logger)
+    public static func open(url: PostgresURL, password: String?, passwordSource: PostgresPassword.Source = .environment,
+                            runner: String = Runner.current, purpose: StorePurpose, connections: Int = 4,
+                            logger: Logger) async throws -> PostgresQueueStore {
+        // One connection first, made directly: the pool retries a failed connection with a
+        // backoff and reports, seconds later, only that it could not; this says at once why
+        // (refused, the password, TLS, the role or the database), never with the password.
+        do {
+            let probe = try await PostgresSetupCheck.connect(url: url, password: password, connectTimeout: .seconds(10),
+                                                             startupParameters: [], logger: logger)
+            try? await probe.close()
+        } catch {
+            let reason = PostgresConnectFailure.explain(error, url: url, password: PostgresPassword(password: password, source: passwordSource),
+                                                        timeout: .seconds(10))
+            throw CleanerError.runtime("database: cannot use \(url.redacted): \(reason)")
+        }
+        return try await open(url: url, password: password, runner: runner, purpose: purpose, connections: connections,
+                              searchPath: nil, logger: logger)
     }
 
     /// `searchPath`: the tests' way to give each test a schema of its own (its name is also

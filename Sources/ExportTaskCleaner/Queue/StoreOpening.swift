@@ -40,7 +40,7 @@ public enum StoreOpening {
         // A statement or two at a time per runner: claims, one group commit, renewals.
         let connections = purpose == .service ? min(16, 2 + configuration.concurrency / 16) : 2
         return try await PostgresQueueStore.open(
-            url: url, password: password.password, purpose: purpose, connections: connections,
+            url: url, password: password.password, passwordSource: password.source, purpose: purpose, connections: connections,
             logger: logger ?? Logger(label: "export-task-cleaner") { _ in SwiftLogNoOpLogHandler() })
     }
 }
