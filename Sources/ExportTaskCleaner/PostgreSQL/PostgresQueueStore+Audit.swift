@@ -80,14 +80,9 @@ extension PostgresQueueStore {
             var report = ConsistencyReport()
             for try await (id, exportTaskID, state, attempts, leased, finalRows, finalOutcome, attemptRows)
                 in rows.decode((Int, String, String, Int, Bool, Int, String?, Int).self) {
-                report.tasks += 1
-                guard let problem = ConsistencyReport.problem(
+                report.add(taskID: id, exportTaskID: exportTaskID, problem: ConsistencyReport.problem(
                     state: state, attempts: attempts, leased: leased, finalRows: finalRows,
-                    finalOutcome: finalOutcome, attemptRows: attemptRows) else { continue }
-                report.inconsistent += 1
-                if report.problems.count < ConsistencyReport.shownProblems {
-                    report.problems.append("task \(id) (\(ExportTaskID.shown(exportTaskID))): \(problem)")
-                }
+                    finalOutcome: finalOutcome, attemptRows: attemptRows))
             }
             return report
         }

@@ -12,6 +12,17 @@ public struct ConsistencyReport: Sendable, Equatable {
     /// Lines kept in `problems` at most.
     public static let shownProblems = 20
 
+    /// Counts one task checked, and its problem (nil: none); the first few are kept, each
+    /// line naming the task, its ID shown bounded and escaped.
+    package mutating func add(taskID: Int, exportTaskID: String, problem: String?) {
+        tasks += 1
+        guard let problem else { return }
+        inconsistent += 1
+        if problems.count < Self.shownProblems {
+            problems.append("task \(taskID) (\(ExportTaskID.shown(exportTaskID))): \(problem)")
+        }
+    }
+
     /// What is wrong with one task, or nil: the rule of docs/database.md, "The database",
     /// given what a store read (`attemptRows`: distinct attempts on record in the task's
     /// cycle; `finalRows`: its final rows, `finalOutcome` the last one's outcome).

@@ -37,18 +37,12 @@ extension SQLiteQueue {
                 defer { statement.reset() }
                 var report = ConsistencyReport()
                 while try statement.step() {
-                    report.tasks += 1
                     let problem = statement.isInteger(3)
                         ? ConsistencyReport.problem(
                             state: statement.string(2), attempts: statement.int(3), leased: statement.int(4) != 0,
                             finalRows: statement.int(5), finalOutcome: statement.optionalString(6), attemptRows: statement.int(7))
                         : "attempts is not an integer"
-                    guard let problem else { continue }
-                    report.inconsistent += 1
-                    if report.problems.count < ConsistencyReport.shownProblems {
-                        let name = ExportTaskID.shown(statement.string(1))
-                        report.problems.append("task \(statement.int(0)) (\(name)): \(problem)")
-                    }
+                    report.add(taskID: statement.int(0), exportTaskID: statement.string(1), problem: problem)
                 }
                 return report
             }
