@@ -25,7 +25,7 @@ extension SimulatorCore {
         } else if isToken {
             answer = sessionToken(head: head)
         } else {
-            answer = securityKey(head: head, lifetime: service.credentialLifetime)
+            answer = securityKey(head: head, service: service)
         }
         if let interval = metadata.drip { return Decision(action: .drip(answer, every: interval), delay: .zero, counted: false) }
         return Decision(action: .answer(answer), delay: .zero, counted: false)
@@ -46,9 +46,11 @@ extension SimulatorCore {
     }
 
     /// `GET /openstack/latest/securitykey`: a fresh temporary key.
-    private func securityKey(head: HTTPRequestHead, lifetime: Duration) -> Answer {
+    private func securityKey(head: HTTPRequestHead, service: IoTDASimulator.MetadataService) -> Answer {
         let sessionToken = head.headers.first(name: "X-Metadata-Token")
-        guard let key = metadata.issueKey(sessionToken: sessionToken, now: Self.micros(now()), lifetime: lifetime) else {
+        let issuedAt = Self.micros(now())
+        let expiry = service.expiresAt.map(Self.micros) ?? issuedAt &+ Self.micros(service.credentialLifetime)
+        guard let key = metadata.issueKey(sessionToken: sessionToken, now: issuedAt, expiresAt: expiry) else {
             logger.debug("metadata credentials refused", metadata: ["reason": "missing, unknown or expired session token"])
             return .metadataUnauthorized
         }
@@ -110,6 +112,11 @@ extension SimulatorCore {
     // MARK: Time
 
     /// Microseconds since 1970 (rounded towards the past).
+    static func micros(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds &* 1_000_000 &+ attoseconds / 1_000_000_000_000
+    }
+
     static func micros(_ date: Date) -> Int64 {
         Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
     }

@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 extension IoTDASimulator {
     /// The Huawei Cloud ECS metadata service's credential routes, served on the simulator's own
     /// port beside IoTDA's (see ``Configuration/metadata``).
@@ -20,9 +22,14 @@ extension IoTDASimulator {
     public struct MetadataService: Sendable {
         /// How long each temporary key is valid from its issue, by the simulator's clock.
         public var credentialLifetime: Duration
+        /// When set, every key expires at this instant whatever its issue time (replacing
+        /// ``credentialLifetime``): a test of keys near their end names the instant exactly,
+        /// however long the machine took to answer.
+        public var expiresAt: Date?
 
-        public init(credentialLifetime: Duration = .seconds(3600)) {
+        public init(credentialLifetime: Duration = .seconds(3600), expiresAt: Date? = nil) {
             self.credentialLifetime = credentialLifetime
+            self.expiresAt = expiresAt
         }
     }
 }

@@ -76,16 +76,14 @@ final class MetadataStore: Sendable {
         return token
     }
 
-    /// A fresh temporary key valid for `lifetime` from `now`, or nil (counted as a refusal)
-    /// when `sessionToken` is missing, unknown or expired.
-    func issueKey(sessionToken: String?, now: Int64, lifetime: Duration) -> IssuedKey? {
-        let (seconds, attoseconds) = lifetime.components
-        let lifetimeMicros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    /// A fresh temporary key issued at `now`, valid until `expiresAt` (microseconds), or nil
+    /// (counted as a refusal) when `sessionToken` is missing, unknown or expired.
+    func issueKey(sessionToken: String?, now: Int64, expiresAt: Int64) -> IssuedKey? {
         var key = IssuedKey(
             accessKey: Self.randomString(count: 20, alphabet: Self.upperAlphanumerics),
             secretKey: Self.randomString(count: 40, alphabet: Self.alphanumerics),
             securityToken: Self.randomSecurityToken(),
-            expiresAtMicros: now + lifetimeMicros,
+            expiresAtMicros: expiresAt,
             sequence: 0)
         return state.withLock { s -> IssuedKey? in
             guard let sessionToken, let expiry = s.sessions[sessionToken], expiry > now else {

@@ -70,6 +70,26 @@ struct CredentialLifecycleTests {
         #expect(!circuit.state.holdsRequests)
     }
 
+    @Test("answers to requests signed before the expiry end no wait for new credentials: a 204, a 401")
+    func answersWhileAwaiting() {
+        let now = ContinuousClock.now
+        var circuit = CredentialCircuit()
+        circuit.accepted()
+        let paused = circuit.credentialsExpired(generation: 0)
+        #expect(paused)
+        circuit.accepted()
+        #expect(circuit.state == .awaitingCredentials, "a 204 in flight at the expiry")
+        let pause = circuit.refused(now: now, generation: 0)
+        #expect(pause == nil)
+        #expect(circuit.state == .awaitingCredentials && circuit.consecutiveRefusals == 0, "a 401 in flight at the expiry")
+        let pausedAgain = circuit.credentialsExpired(generation: 0)
+        #expect(!pausedAgain, "the next task finding them expired says nothing again")
+        circuit.credentialsReplaced(newKey: false, renewal: true, generation: 1)
+        #expect(circuit.state == .probing)
+        circuit.accepted()
+        #expect(circuit.state == .verified)
+    }
+
     @Test("news about older credentials changes nothing: a late expiry, a late 401")
     func olderGenerations() {
         let now = ContinuousClock.now

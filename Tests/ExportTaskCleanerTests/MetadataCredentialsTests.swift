@@ -168,13 +168,20 @@ struct MetadataCredentialsTests {
         #expect(CredentialProvider.expiryProblem(expiresAt: now, now: now)
             == "expire at 2027-01-15T08:00:00.000Z, which by the local clock (2027-01-15T08:00:00.000Z) has passed; is the local clock right?")
 
-        // Keys that live 990 ms reach the service with less than a second left.
-        let simulator = try await Self.metadataSimulator(lifetime: .milliseconds(990))
+        // Keys that reach the service with half a second left by its clock: the simulator names
+        // their expiry, the service's clock stands still, so a slow machine changes nothing.
+        let clock = ManualClock()
+        let simulator = try await IoTDASimulator.start(
+            .init(projectID: Self.project, auth: .metadataCredentials,
+                  metadata: .init(expiresAt: clock.now().addingTimeInterval(0.5))),
+            logger: Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() })
         var configuration = Configuration(endpoint: simulator.endpoint, region: "cn-north-4", projectID: Self.project)
         configuration.auth = .init(method: .metadata, metadataEndpoint: simulator.endpoint)
         let error = try await #require(throws: CleanerError.self) {
-            _ = try await CredentialSetup.start(configuration: configuration, environment: [:], logger: CapturedLogs().logger())
+            _ = try await CredentialSetup.start(configuration: configuration, environment: [:],
+                                                logger: CapturedLogs().logger(), clock: clock)
         }
+        #expect(error.message.contains("expire at 2027-01-15T08:00:00.500Z"), "\(error.message)")
         #expect(error.message.hasPrefix("the ECS metadata service's credentials expire at "), "\(error.message)")
         #expect(error.message.contains("within a second by the local clock"), "\(error.message)")
         #expect(!error.message.contains("has passed"), "\(error.message)")

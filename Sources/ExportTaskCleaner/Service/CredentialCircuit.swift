@@ -66,8 +66,10 @@ public struct CredentialCircuit: Sendable {
     }
 
     /// A request was answered with anything but 401 (and not a 429 or 5xx, which prove nothing).
+    /// An answer to a request signed before the credentials expired ends no wait for new ones:
+    /// only new credentials do (``credentialsReplaced(newKey:renewal:generation:)``).
     public mutating func accepted() {
-        state = .verified
+        if state != .awaitingCredentials { state = .verified }
         nextPause = Self.initialPause
         consecutiveRefusals = 0
     }
@@ -103,9 +105,11 @@ public struct CredentialCircuit: Sendable {
     /// A request was refused with 401. Returns the pause when this refusal opened the circuit,
     /// nil when it was already open (a request that was in flight when it opened).
     /// A 401 to a request signed with credentials older than the newest (`generation`) is
-    /// ignored: it says nothing about the new ones.
+    /// ignored: it says nothing about the new ones; so is one while the credentials in hand have
+    /// expired (a request signed in their last moments): nothing is sent until new ones come.
     public mutating func refused(now: ContinuousClock.Instant, generation: Int? = nil) -> Duration? {
         if let generation, generation < self.generation { return nil }
+        if state == .awaitingCredentials { return nil }
         consecutiveRefusals += 1
         if isOpen { return nil }
         let pause = nextPause
