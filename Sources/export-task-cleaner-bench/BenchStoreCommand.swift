@@ -41,7 +41,7 @@ struct BenchStoreCommand: AsyncParsableCommand {
         // As the service opens it (StoreOpening): a path is SQLite, a URL PostgreSQL.
         var configuration = Configuration(endpoint: "http://127.0.0.1:9", region: "bench", projectID: "bench")
         configuration.database = database
-        let store = try await StoreOpening.open(configuration: configuration, purpose: .write,
+        let store = try await StoreOpening.open(configuration: configuration, purpose: .service,
                                                 environment: ProcessInfo.processInfo.environment)
         do {
             let queued = try await store.counts().values.reduce(0, +)

@@ -5,16 +5,9 @@ import PostgresNIO
 // (docs/database.md, "The database"): the SQLite store's rules, in PostgreSQL's terms.
 
 extension PostgresQueueStore {
-    /// How a claim's transaction plans: the claim reads its LIMIT rows in order from
-    /// `export_tasks_due` and stops. A table a feeder has just filled is one the planner has no
-    /// statistics for yet (until autovacuum's next ANALYZE): it would rather fetch every due row
-    /// with a bitmap scan and sort them, 15 ms instead of 0.1 ms at 20,000 pending, growing with
-    /// the backlog (docs/benchmarks.md). Both are off for the claim's transaction alone.
-    static let claimPlanning: PostgresQuery =
-        "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)"
-
-    /// The claim: SKIP LOCKED, so two services claiming at once each take other rows and neither
-    /// waits. The attempt is written ahead (docs/database.md, "The database"); counts another
+    /// The claim, one statement: SKIP LOCKED, so two services claiming at once each take other
+    /// rows and neither waits; planned from the index by the service's sessions
+    /// (``servicePlanning``). The attempt is written ahead (docs/database.md, "The database"); counts another
     /// tool wrote out of range are read bounded.
     static func claimQuery(limit: Int, leaseToken: String, leaseUntil: Date, now: Date) -> PostgresQuery {
         let (token, until, due) = (PostgresText.clean(leaseToken), Timestamp.format(leaseUntil), Timestamp.format(now))
@@ -37,8 +30,7 @@ extension PostgresQueueStore {
         guard limit > 0 else { return [] }
         let query = Self.claimQuery(limit: limit, leaseToken: leaseToken, leaseUntil: leaseUntil, now: now)
         let logger = logger
-        return try await write { connection in
-            try await connection.query(Self.claimPlanning, logger: logger)
+        return try await writeStatement { connection in
             let rows = try await connection.query(query, logger: logger)
             var tasks: [ClaimedTask] = []
             for try await (id, exportTaskID, projectID, instanceID, attempts, unanswered)

@@ -39,6 +39,21 @@ public final class PostgresQueueStore: QueueStore {
         ("application_name", "export-task-cleaner"),
     ]
 
+    /// The service's sessions plan without bitmap scans. Its claim reads its LIMIT rows in
+    /// order from `export_tasks_due` and stops; a table a feeder has just filled is one the
+    /// planner has no statistics for yet (until autovacuum's next ANALYZE), and it would rather
+    /// fetch every due row with a bitmap scan and sort them: 15 ms instead of 0.1 ms at 20,000
+    /// pending, growing with the backlog (docs/benchmarks.md). Set for the session rather than
+    /// in the claim's own transaction, so a claim stays one statement and one round trip; no
+    /// other statement of the service gains from a bitmap scan (each reads rows by id, by lease
+    /// token or a few by state, or all of them).
+    static let servicePlanning = [("enable_bitmapscan", "off")]
+
+    /// What every session of a store opened for `purpose` starts with.
+    static func startupParameters(for purpose: StorePurpose) -> [(String, String)] {
+        startupParameters + (purpose == .service ? servicePlanning : [])
+    }
+
     /// Connects, and creates or migrates the schema (`write`, `service`) or checks it is
     /// current (`inspect`). `connections` bounds the pool; the service's listener takes one
     /// more. Throws `CleanerError` when the database cannot be used as configured.
@@ -68,9 +83,10 @@ public final class PostgresQueueStore: QueueStore {
         var configuration = url.clientConfiguration(password: password)
         configuration.options.connectTimeout = .seconds(10)
         configuration.options.maximumConnections = max(2, connections) + (purpose == .service ? 1 : 0)
-        configuration.options.additionalStartupParameters = startupParameters
+        let parameters = startupParameters(for: purpose)
+        configuration.options.additionalStartupParameters = parameters
         if let searchPath {
-            configuration.options.additionalStartupParameters = startupParameters.filter { $0.0 != "application_name" }
+            configuration.options.additionalStartupParameters = parameters.filter { $0.0 != "application_name" }
                 + [("search_path", searchPath), ("application_name", searchPath)]
         }
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -156,6 +172,14 @@ public final class PostgresQueueStore: QueueStore {
         } catch {
             throw StoreError.fromPostgres(error)
         }
+    }
+
+    /// One statement in a transaction of its own (autocommit: no `BEGIN`, no `COMMIT`, one
+    /// round trip), bounded and counted as a write.
+    func writeStatement<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let result = try await read(body)
+        writes.committed()
+        return result
     }
 
     /// `body` in a transaction (READ COMMITTED, PostgreSQL's default), bounded and counted.
