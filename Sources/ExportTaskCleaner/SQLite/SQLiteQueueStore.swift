@@ -9,7 +9,7 @@ import NIOPosix
 /// wait would hold up the requests too; so every call runs on NIO's pool of threads for
 /// blocking work, where it holds up only the task that needs the answer. SQLite's errors
 /// leave as ``StoreError``.
-public final class SQLiteQueueStore: QueueStore {
+public final class SQLiteQueueStore: QueueStore, QueueBackup {
     /// The synchronous core, for the SQLite-only tools (the store benchmark, the tests).
     package let queue: SQLiteQueue
 
@@ -94,6 +94,8 @@ public final class SQLiteQueueStore: QueueStore {
     }
 
     public func close() async {}
+
+    public func backup(to path: String) async throws -> BackupSummary { try await read { try $0.backup(to: path) } }
 
     /// A read or a claim: skipped when the calling task is cancelled before the pool gets to
     /// it, since a cancelled caller no longer wants the answer.
