@@ -100,8 +100,9 @@ struct CleanerServiceTests {
         let starts = busiestSecond(harness.transport.startTimes.events)
         #expect(starts <= 40)
         // And the rate is nearly reached: runners that a machine busy with other suites wakes
-        // late spread the starts out (34 seen there); unpaced or throttled it would be far off.
-        #expect(starts >= 30)
+        // late spread the starts out (34 seen there, 26 with other builds beside them); halved
+        // by a throttle it would be 20 at the most.
+        #expect(starts > 20)
         // Arrived: the 1% margin absorbs loopback's usual jitter; on a test machine busy with
         // other suites the server may read a few requests late and see them bunched (up to 49
         // seen with all suites running at once on 2 cores). Unpaced, all 60 would arrive in one.
@@ -207,7 +208,7 @@ struct CleanerServiceTests {
         let harness = try await ServiceHarness.start()
         // The first answer shows the credentials work; until then one request at a time.
         try await harness.enqueue(["warm-up"] + (1...6).map { "slow-\($0)" })
-        for index in 1...6 { harness.simulator.script("slow-\(index)", .delay(.seconds(5), then: .deleteOnce)) }
+        for index in 1...6 { harness.simulator.script("slow-\(index)", .delay(.seconds(30), then: .deleteOnce)) }
         let service = harness.service(ServiceHarness.options(concurrency: 3, drain: false, grace: .milliseconds(200)))
         var triggered = ContinuousClock.now
         try await testGracefulShutdown { trigger in
@@ -219,9 +220,10 @@ struct CleanerServiceTests {
                 try await group.waitForAll()
             }
         }
-        // Shutdown takes the 200 ms grace, then cuts the requests off: well within 3 s of the
-        // trigger. What proves the cut-off is the rows below (three released, delivery unknown).
-        #expect(ContinuousClock.now - triggered < .seconds(3))
+        // Shutdown takes the 200 ms grace, then cuts the requests off: well before the 30 s the
+        // requests would take (4.3 s seen on a machine busy with other builds). What proves the
+        // cut-off is the rows below (three released, delivery unknown).
+        #expect(ContinuousClock.now - triggered < .seconds(10))
         var rows = try harness.rows()
         #expect(rows.removeValue(forKey: "warm-up")?.state == "deleted")
         #expect(rows.values.allSatisfy { $0.state == "pending" })
