@@ -72,7 +72,7 @@ struct RunCommand: AsyncParsableCommand {
     /// credentials, their refresher, in a service group that turns SIGTERM and SIGINT into a
     /// graceful shutdown.
     static func serve(configuration: Configuration, configurationPath: String, drain: Bool, credentials: CredentialSetup,
-                      metrics: MetricsSetup?, metricsServer: MetricsServer?, store: any WorkQueue,
+                      metrics: MetricsSetup?, metricsServer: MetricsServer?, store: any QueueStore,
                       transport: any IoTDATransport, logger: Logger) async throws {
         let notifier = SystemdNotifier()
         let liveness = LivenessMonitor()
@@ -102,6 +102,11 @@ struct RunCommand: AsyncParsableCommand {
                   failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: watchdog, successTerminationBehavior: .ignore),
         ]
+        // Last, so shut down first: no prune goes on through the cleaner's grace period.
+        if let retention = configuration.retention {
+            let pruning = RetentionService(store: store, retention: retention, metrics: metrics?.metrics, logger: logger)
+            services.append(.init(service: pruning, successTerminationBehavior: .ignore))
+        }
         var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // The cleaner ends its own grace period and, 5 s later, its writes of outcomes (docs/operations.md,
         // "Behaviour under failures"); a write may block for SQLite's busy timeout (10 s) on
