@@ -113,7 +113,7 @@ struct AuditCommand: AsyncParsableCommand {
                 let checkpoints = try await store.archiveCheckpoints()
                 if let archive {
                     for found in try TaskArchiveSearch.rows(of: task, checkpoints: checkpoints, folder: archive) {
-                        Console.error("\(IDList.quoted(task)): \(found.rows.count) audit rows archived at \(found.checkpoint.archivedAt) in \(archive)/\(found.checkpoint.file)")
+                        Console.error("\(IDList.quoted(task)): \(found.rows.count) audit row\(found.rows.count == 1 ? "" : "s") archived at \(found.checkpoint.archivedAt) in \(archive)/\(found.checkpoint.file)")
                         for entry in found.rows where filter.matches(entry) {
                             output.write(try writer.row(entry, first: first))
                             first = false
