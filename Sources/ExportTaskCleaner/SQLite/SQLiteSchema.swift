@@ -129,8 +129,9 @@ enum SQLiteSchema {
         CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
             WHEN OLD.id > ifnull((SELECT last_id FROM audit_archive ORDER BY seq DESC LIMIT 1), 0)
             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused (only rows archived at a checkpoint may leave)'); END;
+        -- (No checkpoint: NULL, so nothing is refused; an ID left to SQLite reads as -1 here.)
         CREATE TRIGGER audit_log_not_below_checkpoint BEFORE INSERT ON audit_log
-            WHEN NEW.id <= ifnull((SELECT last_id FROM audit_archive ORDER BY seq DESC LIMIT 1), 0)
+            WHEN NEW.id <= (SELECT last_id FROM audit_archive ORDER BY seq DESC LIMIT 1)
             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: an ID at or below the archive checkpoint is refused'); END;
         """,
     ]
