@@ -110,8 +110,8 @@ struct AuditCommand: AsyncParsableCommand {
             output.write(writer.header)
             var first = true
             if let task {
-                let checkpoints = try await store.archiveCheckpoints()
                 if let archive {
+                    let checkpoints = try await store.archiveCheckpoints()
                     for found in try TaskArchiveSearch.rows(of: task, checkpoints: checkpoints, folder: archive) {
                         Console.error("\(IDList.quoted(task)): \(found.rows.count) audit row\(found.rows.count == 1 ? "" : "s") archived at \(found.checkpoint.archivedAt) in \(archive)/\(found.checkpoint.file)")
                         for entry in found.rows where filter.matches(entry) {
@@ -119,8 +119,8 @@ struct AuditCommand: AsyncParsableCommand {
                             first = false
                         }
                     }
-                } else if let last = checkpoints.last {
-                    Console.error("audit rows 1 to \(last.lastID) were archived (the last of them at \(last.archivedAt)) to \(checkpoints.count) files; `audit --task ID --archive DIR` reads them too")
+                } else if let last = try await store.lastArchiveCheckpoint() {
+                    Console.error("audit rows 1 to \(last.lastID) were archived (the last of them at \(last.archivedAt)) to \(last.sequence) files; `audit --task ID --archive DIR` reads them too")
                 }
             }
             try await store.auditEntries(filter) { entry in

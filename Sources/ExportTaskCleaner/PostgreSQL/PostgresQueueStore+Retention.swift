@@ -10,6 +10,8 @@ extension PostgresQueueStore {
 
     public func archiveCheckpoints() async throws -> [ArchiveCheckpoint] { [] }
 
+    public func lastArchiveCheckpoint() async throws -> ArchiveCheckpoint? { nil }
+
     public func planPrune(after position: ChainPosition, cutoff: Date, targetRows: Int) async throws -> PrunePlan? {
         throw Self.retentionNotYet
     }

@@ -31,6 +31,9 @@ public protocol QueueOperations: Sendable {
     /// The archive's checkpoints, oldest first (none before the first prune).
     func archiveCheckpoints() async throws -> [ArchiveCheckpoint]
 
+    /// The last checkpoint alone (nil before the first prune): where a prune goes on from.
+    func lastArchiveCheckpoint() async throws -> ArchiveCheckpoint?
+
     /// The next batch to move after `position` (``PruneCut``), read without the write lock;
     /// nil when nothing can move.
     func planPrune(after position: ChainPosition, cutoff: Date, targetRows: Int) async throws -> PrunePlan?

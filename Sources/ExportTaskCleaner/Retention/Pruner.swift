@@ -42,7 +42,7 @@ public struct Pruner: Sendable {
     /// ``Busy`` when another prune holds the folder's lock.
     public func prune(cutoff: Date, dryRun: Bool, now: @Sendable () -> Date) async throws -> PruneSummary {
         var summary = PruneSummary()
-        var position = ChainPosition(try await store.archiveCheckpoints().last)
+        var position = ChainPosition(try await store.lastArchiveCheckpoint())
         if dryRun {
             while let plan = try await store.planPrune(after: position, cutoff: cutoff, targetRows: batchRows) {
                 summary.heldAt = plan.heldAt
@@ -63,7 +63,7 @@ public struct Pruner: Sendable {
         defer { close(lock) }
         // Read again under the lock: no other prune is now between writing a file and
         // committing it, so a file past the checkpoint is an interrupted prune's.
-        position = ChainPosition(try await store.archiveCheckpoints().last)
+        position = ChainPosition(try await store.lastArchiveCheckpoint())
         summary.leftoversRemoved = removeLeftovers(after: position.lastID)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

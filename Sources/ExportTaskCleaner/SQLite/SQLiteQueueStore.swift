@@ -81,6 +81,7 @@ public final class SQLiteQueueStore: QueueStore {
     // MARK: Retention
 
     public func archiveCheckpoints() async throws -> [ArchiveCheckpoint] { try await read { try $0.archiveCheckpoints() } }
+    public func lastArchiveCheckpoint() async throws -> ArchiveCheckpoint? { try await read { try $0.lastArchiveCheckpoint() } }
 
     public func planPrune(after position: ChainPosition, cutoff: Date, targetRows: Int) async throws -> PrunePlan? {
         try await read { try $0.planPrune(after: position, cutoff: cutoff, targetRows: targetRows) }
