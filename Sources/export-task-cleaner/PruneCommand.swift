@@ -29,6 +29,7 @@ struct PruneCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try config.load()
+        LogSetup.bootstrap(level: configuration.logLevel)
         let retention = configuration.retention ?? Configuration.Retention()
         let folder = configuration.retention?.archiveDirectory ?? retention.archiveFolder(database: configuration.database)
         let age: TimeInterval
@@ -48,8 +49,8 @@ struct PruneCommand: AsyncParsableCommand {
         let summary: PruneSummary
         do {
             summary = try await config.withStore(for: .write) { _, store in
-                let pruner = Pruner(store: store, folder: folder, batchRows: batchRows,
-                                    logger: Logger(label: "export-task-cleaner") { _ in SwiftLogNoOpLogHandler() })
+                // At log_level debug, one line a batch with its lock hold (docs/commands.md).
+                let pruner = Pruner(store: store, folder: folder, batchRows: batchRows, logger: Logger(label: "export-task-cleaner"))
                 return try await pruner.prune(cutoff: cutoff, dryRun: dryRun, now: { Date() })
             }
         } catch let busy as Pruner.Busy {

@@ -14,8 +14,8 @@ import Darwin
 /// deletes in one short transaction. A crash at any moment leaves every row in the database,
 /// in an archive, or in both.
 public struct Pruner: Sendable {
-    /// Audit rows per batch: its commit held the write lock at most 59 ms at this size, pruning
-    /// 100,000 tasks on the development machine (docs/database.md, "Retention").
+    /// Audit rows per batch at most; ``BatchSizer`` halves it while commits hold the write lock
+    /// longer than 100 ms (docs/database.md, "Retention", for the figures measured).
     public static let defaultBatchRows = 5_000
 
     public let store: any QueueOperations
@@ -67,8 +67,9 @@ public struct Pruner: Sendable {
         summary.leftoversRemoved = removeLeftovers(after: position.lastID)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var sizer = BatchSizer(largest: batchRows)
         while !Task.isCancelled,
-              let plan = try await store.planPrune(after: position, cutoff: cutoff, targetRows: batchRows) {
+              let plan = try await store.planPrune(after: position, cutoff: cutoff, targetRows: sizer.rows) {
             summary.heldAt = plan.heldAt
             guard let batch = plan.batch, let next = plan.next else { break }
             var lines: [UInt8] = []
@@ -100,6 +101,7 @@ public struct Pruner: Sendable {
             var moved = batch
             moved.taskCount = commit.tasksDeleted
             summary.add(moved, file: name, lockHold: commit.lockHold)
+            sizer.committed(holding: commit.lockHold)
             logger.debug("prune batch committed", metadata: [
                 "file": "\(name)", "audit_rows": "\(batch.rows)", "tasks": "\(commit.tasksDeleted)",
                 "lock_hold_ms": "\(commit.lockHold.milliseconds)",
