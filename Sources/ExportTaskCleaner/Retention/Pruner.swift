@@ -85,16 +85,13 @@ public struct Pruner: Sendable {
             let checkpoint = ArchiveCheckpoint(
                 sequence: next.sequence, file: name, firstID: batch.firstID, lastID: batch.lastID, lastHash: next.hash,
                 sha256: sha256, rows: batch.rows, tasks: batch.taskCount, archivedAt: Timestamp.format(now()), runner: runner)
-            let commit: PruneCommit
-            do {
-                commit = try await store.commitPrune(plan, checkpoint: checkpoint)
-            } catch {
-                // Its rows are all still in the database: the file goes (or the next prune
-                // removes it, should this process die first).
-                ArchiveFiles.remove(folder: folder, name: name)
-                throw error
-            }
+            // A commit that fails leaves the file: should the failure have come after the
+            // commit landed (an acknowledgement lost), the file is the archive of record; if
+            // not, it lies past the checkpoint and the next prune removes it.
+            let commit = try await store.commitPrune(plan, checkpoint: checkpoint)
             guard commit.committed else {
+                // Surely not committed (another prune moved the checkpoint): its rows are all
+                // still in the database.
                 ArchiveFiles.remove(folder: folder, name: name)
                 break
             }
