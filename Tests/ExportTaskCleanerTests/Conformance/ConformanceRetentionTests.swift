@@ -55,6 +55,8 @@ struct ConformanceRetentionTests {
         #expect(summary.files == ArchiveFiles.list(folder))
         #expect(summary.files.count >= 4)
         #expect(summary.longestLockHold < .seconds(1))
+        // The first row of a task finished after the cutoff holds the chain.
+        #expect(summary.heldAt == 2_401)
 
         // Every row in the database or an archive, none in both, none in neither.
         let (archivedAudit, archivedTasks) = try RetentionFixture.archived(folder)

@@ -103,16 +103,18 @@ struct PruneEndToEndTests {
     func killNine() async throws {
         let seed = try EndToEndTests.killSeed()
         let random = SeededRandomSource(seed: seed)
-        let moments = (0..<6).map { _ in 5 + Int(random.nextUnit() * 396) }  // 5...400 ms
+        let moments = (0..<8).map { _ in 5 + Int(random.nextUnit() * 296) }  // 5...300 ms
         print("prune kill -9 seed: \(seed) (moments \(moments) ms; replay with KILL_SEED=\(seed))")
         let replay = "replay with KILL_SEED=\(seed)"
-        let queue = try await makeQueue(count: 2_000)
+        let queue = try await makeQueue(count: 4_000)
         let allAudit = try ids(queue.database, "SELECT id FROM audit_log")
         let allTasks = try ids(queue.database, "SELECT id FROM export_tasks")
         var kills = 0
+        // Kills that came between a file's sync and its commit: its rows then in both places.
+        var inBoth = 0
         for moment in moments {
             let child = try ChildProcess.start(
-                arguments: ["prune", "--older-than", "0s", "--batch-rows", "37", "--config", queue.config], environment: [:])
+                arguments: ["prune", "--older-than", "0s", "--batch-rows", "20", "--config", queue.config], environment: [:])
             // The seeded moment: how long the prune runs before it is killed.
             try await Task.sleep(for: .milliseconds(moment))
             child.signal(SIGKILL)
@@ -123,10 +125,15 @@ struct PruneEndToEndTests {
             #expect(audit == Set(allAudit), "\(replay): audit rows in neither place: \(Set(allAudit).subtracting(audit).sorted().prefix(5))")
             #expect(tasks == Set(allTasks), "\(replay): tasks in neither place: \(Set(allTasks).subtracting(tasks).sorted().prefix(5))")
             let store = try SQLiteQueueStore(path: queue.database, purpose: .inspect)
+            let checkpoint = try await store.lastArchiveCheckpoint()?.lastID ?? 0
+            if ArchiveFiles.list(queue.archive).contains(where: { (ArchiveFiles.range(ofName: $0)?.first ?? 0) > checkpoint }) {
+                inBoth += 1
+            }
             #expect(try await store.verifyAuditChain().problem == nil, "\(replay)")
             #expect(try await store.checkConsistency().inconsistent == 0, "\(replay)")
         }
         #expect(kills > 0, "\(replay): no prune was killed while it ran")
+        print("prune kill -9: \(kills) of \(moments.count) kills while it ran, \(inBoth) between a file's sync and its commit")
         let rest = try await run(["prune", "--older-than", "0s"], queue)
         #expect(rest.status == 0, "\(replay): \(rest.output)")
         let whole = try await run(["audit", "--verify", "--archive", queue.archive], queue)
