@@ -32,10 +32,17 @@ let package = Package(
         ),
         // glibc's mallopt, for the executable's allocator tuning.
         .systemLibrary(name: "CMalloc"),
+        // Debian's zlib, for the retention archives' gzip (docs/database.md, "Retention").
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         .target(
             name: "ExportTaskCleaner",
             dependencies: [
                 "CSQLite",
+                "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -35,16 +35,40 @@ struct AuditCommand: AsyncParsableCommand {
         discussion: "Exits 0 with the number of rows and tasks checked and the head hash, or 1 naming the first row changed, deleted, replaced or inserted out of order, and the tasks that disagree with their audit rows."))
     var verify = false
 
+    @Option(name: .long, help: ArgumentHelp(
+        "The archive folder (docs/database.md, \"Retention\"): with --verify, check the archives and the database as one chain from the first row; with --task, print the task's archived rows too.",
+        valueName: "dir"))
+    var archive: String?
+
     func validate() throws {
         if verify, task != nil || state != nil || outcome != nil || since != nil || format != .table {
             throw ValidationError("--verify checks the whole log: give it without --task, --state, --outcome, --since or --format")
+        }
+        if archive != nil, !verify, task == nil {
+            throw ValidationError("--archive goes with --verify or --task")
         }
     }
 
     func run() async throws {
         if verify {
-            let (chain, tasks) = try await config.withStore(for: .inspect) { _, store in
-                (try await store.verifyAuditChain(), try await store.checkConsistency())
+            let (chain, tasks, archived) = try await config.withStore(for: .inspect) { _, store in
+                var archived: ArchiveVerification?
+                if let archive {
+                    let verification = ArchiveVerification.verify(try await store.archiveCheckpoints(), folder: archive)
+                    archived = verification
+                    if let problem = verification.problem {
+                        return (AuditVerification(rows: verification.rows, problem: problem), try await store.checkConsistency(), archived)
+                    }
+                }
+                return (try await store.verifyAuditChain(continuing: archived?.walker), try await store.checkConsistency(), archived)
+            }
+            if let archived {
+                for leftover in archived.leftovers {
+                    print("\(leftover): left by an interrupted prune (its rows are still in the database); the next prune removes it")
+                }
+                if archived.problem == nil {
+                    print("archives verified: \(archived.files) files, \(archived.rows) audit rows, \(archived.tasks) tasks")
+                }
             }
             if let problem = chain.problem {
                 Console.error("audit chain broken after \(chain.rows) good rows: \(problem)")
@@ -85,6 +109,20 @@ struct AuditCommand: AsyncParsableCommand {
             let writer = AuditWriter(format: format)
             output.write(writer.header)
             var first = true
+            if let task {
+                if let archive {
+                    let checkpoints = try await store.archiveCheckpoints()
+                    for found in try TaskArchiveSearch.rows(of: task, checkpoints: checkpoints, folder: archive) {
+                        Console.error("\(IDList.quoted(task)): \(found.rows.count) audit row\(found.rows.count == 1 ? "" : "s") archived at \(found.checkpoint.archivedAt) in \(archive)/\(found.checkpoint.file)")
+                        for entry in found.rows where filter.matches(entry) {
+                            output.write(try writer.row(entry, first: first))
+                            first = false
+                        }
+                    }
+                } else if let last = try await store.lastArchiveCheckpoint() {
+                    Console.error("audit rows 1 to \(last.lastID) were archived (the last of them at \(last.archivedAt)) to \(last.sequence) files; `audit --task ID --archive DIR` reads them too")
+                }
+            }
             try await store.auditEntries(filter) { entry in
                 output.write(try writer.row(entry, first: first))
                 first = false

@@ -62,7 +62,7 @@ struct ExportTaskCleanerCommand: AsyncParsableCommand {
         version: ExportTaskCleanerVersion.current,
         subcommands: [
             RunCommand.self, CheckCommand.self, EnqueueCommand.self, StatusCommand.self, AuditCommand.self, RequeueCommand.self,
-            BackupCommand.self,
+            PruneCommand.self, BackupCommand.self,
             DemoCommand.self,
             SimulateCommand.self,
         ]

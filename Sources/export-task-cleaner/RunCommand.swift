@@ -35,6 +35,21 @@ struct RunCommand: AsyncParsableCommand {
                                                           environment: ProcessInfo.processInfo.environment, logger: logger)
         let store = try await StoreOpening.open(
             configuration: configuration, purpose: .service, environment: ProcessInfo.processInfo.environment, logger: logger)
+        // Pruning on a SQLite connection of its own: planning a batch reads thousands of rows,
+        // and on the service's connection it would hold up claims and outcome writes meanwhile
+        // (docs/database.md, "Retention": only a batch's commit may). PostgreSQL's store is a
+        // pool already.
+        var ownPruneStore: (any QueueStore)?
+        if configuration.retention != nil, !PostgresURL.isPostgres(configuration.database) {
+            do {
+                ownPruneStore = try await StoreOpening.open(
+                    configuration: configuration, purpose: .write, environment: ProcessInfo.processInfo.environment, logger: logger)
+            } catch {
+                await store.close()
+                throw error
+            }
+        }
+        let pruneStore = configuration.retention == nil ? nil : ownPruneStore ?? store
         if let head = try await store.auditHead() {
             // Published in the journal: a chain rebuilt after an edit would not end here.
             logger.notice("audit chain head", metadata: ["audit_head_id": "\(head.id)", "audit_head_hash": "\(head.hash ?? "none")"])
@@ -55,24 +70,27 @@ struct RunCommand: AsyncParsableCommand {
             // A refused `run --drain` throws the service's own error (exit 3).
             try await Self.serve(
                 configuration: configuration, configurationPath: config.path, drain: drain, credentials: credentials,
-                metrics: metrics, metricsServer: metricsServer, store: store, transport: client, logger: logger)
+                metrics: metrics, metricsServer: metricsServer, store: store, pruneStore: pruneStore, transport: client,
+                logger: logger)
         } catch {
             await metricsServer?.shutdown()
             try? await credentials.shutdown()
             try? await client.shutdown()
             await store.close()
+            await ownPruneStore?.close()
             throw error
         }
         try await credentials.shutdown()
         try await client.shutdown()
         await store.close()
+        await ownPruneStore?.close()
     }
 
     /// Runs the cleaner, the systemd watchdog, the reloader (SIGHUP) and, for temporary
     /// credentials, their refresher, in a service group that turns SIGTERM and SIGINT into a
     /// graceful shutdown.
     static func serve(configuration: Configuration, configurationPath: String, drain: Bool, credentials: CredentialSetup,
-                      metrics: MetricsSetup?, metricsServer: MetricsServer?, store: any WorkQueue,
+                      metrics: MetricsSetup?, metricsServer: MetricsServer?, store: any WorkQueue, pruneStore: (any QueueStore)?,
                       transport: any IoTDATransport, logger: Logger) async throws {
         let notifier = SystemdNotifier()
         let liveness = LivenessMonitor()
@@ -102,6 +120,11 @@ struct RunCommand: AsyncParsableCommand {
                   failureTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: watchdog, successTerminationBehavior: .ignore),
         ]
+        // Last, so shut down first: no prune goes on through the cleaner's grace period.
+        if let retention = configuration.retention, let pruneStore {
+            let pruning = RetentionService(store: pruneStore, retention: retention, metrics: metrics?.metrics, logger: logger)
+            services.append(.init(service: pruning, successTerminationBehavior: .ignore))
+        }
         var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // The cleaner ends its own grace period and, 5 s later, its writes of outcomes (docs/operations.md,
         // "Behaviour under failures"); a write may block for SQLite's busy timeout (10 s) on

@@ -29,6 +29,8 @@ public struct Configuration: Sendable, Equatable {
     public var logLevel: Logger.Level = .info
     /// `metrics.listen`: where `GET /metrics` is served; nil (the default): no endpoint.
     public var metricsListen: ListenAddress?
+    /// `retention`: on by default (90 days); nil keeps everything.
+    public var retention: Retention? = Retention()
 
     public struct Auth: Sendable, Equatable {
         public var method: AuthMethod = .aksk

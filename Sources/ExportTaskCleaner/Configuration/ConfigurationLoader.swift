@@ -37,6 +37,9 @@ public enum ConfigurationLoader {
             configuration.database = resolve(configuration.database, against: folder)
         }
         configuration.auth.credentialsFile = configuration.auth.credentialsFile.map { resolve($0, against: folder) }
+        if let retention = configuration.retention {
+            configuration.retention?.archiveDirectory = retention.archiveFolder(database: configuration.database)
+        }
         return configuration
     }
 
@@ -137,7 +140,7 @@ public enum ConfigurationLoader {
             let keys = try object(root, "", allowed: [
                 "database", "endpoint", "region", "project_id", "instance_id", "auth", "concurrency",
                 "max_requests_per_second", "retry", "request_timeout_ms", "lease_seconds", "shutdown_grace_ms",
-                "poll_interval_ms", "log_level", "metrics",
+                "poll_interval_ms", "log_level", "metrics", "retention",
             ])
             func required(_ key: String) throws -> JSONValue.Located {
                 guard let value = keys[key] else { throw fail(key, root.line, "missing; it is required") }
@@ -178,6 +181,9 @@ public enum ConfigurationLoader {
                         throw fail("metrics.listen", listen.line, problem.reason)
                     }
                 }
+            }
+            if let retention = keys["retention"] {
+                configuration.retention = retention.value == .null ? nil : try self.retention(retention)
             }
             configuration.requestTimeout = try milliseconds(keys["request_timeout_ms"], "request_timeout_ms", 100...600_000, default: configuration.requestTimeout)
             if let value = keys["lease_seconds"] {
@@ -248,6 +254,29 @@ public enum ConfigurationLoader {
                 }
             }
             return auth
+        }
+
+        /// `retention` (docs/configuration.md): ages as `audit --since` takes them.
+        func retention(_ value: JSONValue.Located) throws -> Configuration.Retention {
+            let keys = try object(value, "retention", allowed: ["keep_finished", "archive_dir", "every"])
+            var retention = Configuration.Retention()
+            func age(_ key: String) throws -> TimeInterval? {
+                guard let value = keys[key] else { return nil }
+                let text = try string(value, "retention.\(key)")
+                guard let seconds = AuditFilter.ageSeconds(text) else {
+                    throw fail("retention.\(key)", value.line, "expected an age such as 90s, 15m, 2h or 90d (at most 100 years), got \(IDList.quoted(text))")
+                }
+                return seconds
+            }
+            if let keep = try age("keep_finished") { retention.keepFinished = keep }
+            if let every = try age("every") {
+                guard every >= Configuration.Retention.shortestEvery else {
+                    throw fail("retention.every", keys["every"]!.line, "must be at least 1s")
+                }
+                retention.every = every
+            }
+            if let folder = keys["archive_dir"] { retention.archiveDirectory = try string(folder, "retention.archive_dir") }
+            return retention
         }
 
         func retry(_ value: JSONValue.Located) throws -> Configuration.Retry {

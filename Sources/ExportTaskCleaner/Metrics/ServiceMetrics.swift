@@ -21,6 +21,12 @@ public final class ServiceMetrics: Sendable {
     private let rateLimit: Gauge
     private let credentialsPaused: Gauge
     private let oldestPendingAge: Gauge
+    // Retention (docs/metrics.md): the database's size and what the last prune did.
+    private let databaseSize: Gauge
+    private let archivedRows: CoreMetrics.Counter
+    private let archivedTasks: CoreMetrics.Counter
+    private let lastPrune: Gauge
+    private let lastPruneDuration: Gauge
     /// When the oldest pending task was queued, as last read: its age is taken at each scrape.
     private let oldestPending = Mutex<Date?>(nil)
 
@@ -38,7 +44,13 @@ public final class ServiceMetrics: Sendable {
         rateLimit = Gauge(label: prefix + "rate_limit_per_second", factory: factory)
         credentialsPaused = Gauge(label: prefix + "credentials_paused", factory: factory)
         oldestPendingAge = Gauge(label: prefix + "oldest_pending_age_seconds", factory: factory)
-        for gauge in [inFlight, concurrencyLimit, rateLimit, credentialsPaused, oldestPendingAge] + Array(tasks.values) {
+        databaseSize = Gauge(label: prefix + "database_size_bytes", factory: factory)
+        archivedRows = CoreMetrics.Counter(label: prefix + "archived_audit_rows_total", factory: factory)
+        archivedTasks = CoreMetrics.Counter(label: prefix + "archived_tasks_total", factory: factory)
+        lastPrune = Gauge(label: prefix + "last_prune_timestamp_seconds", factory: factory)
+        lastPruneDuration = Gauge(label: prefix + "last_prune_duration_seconds", factory: factory)
+        for gauge in [inFlight, concurrencyLimit, rateLimit, credentialsPaused, oldestPendingAge, databaseSize, lastPrune, lastPruneDuration]
+            + Array(tasks.values) {
             gauge.record(0)
         }
     }
@@ -61,6 +73,19 @@ public final class ServiceMetrics: Sendable {
     func update(counts: [TaskState: Int], oldestPending: Date?, keepingAge: Bool = false) {
         for (state, gauge) in tasks { gauge.record(counts[state] ?? 0) }
         if !keepingAge { self.oldestPending.withLock { $0 = oldestPending } }
+    }
+
+    /// A prune ended at `at` after `duration`, having moved `summary` (docs/metrics.md).
+    func pruned(_ summary: PruneSummary, at: Date, duration: Duration) {
+        archivedRows.increment(by: summary.auditRows)
+        archivedTasks.increment(by: summary.tasks)
+        lastPrune.record(at.timeIntervalSince1970)
+        lastPruneDuration.record(duration.timeInterval)
+    }
+
+    /// The database's size in bytes, as last read.
+    func update(databaseSize bytes: Int) {
+        databaseSize.record(bytes)
     }
 
     /// The live figures, read when scraped.

@@ -23,7 +23,7 @@ extension AuditFilter {
     }
 
     /// An age's seconds, however large (digits and a point, then `s`, `m`, `h` or `d`), or nil.
-    private static func age(_ text: String) -> Double? {
+    static func age(_ text: String) -> Double? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
         let digits = text.dropLast()
         guard let unit = text.last.flatMap({ units[$0] }), !digits.isEmpty,

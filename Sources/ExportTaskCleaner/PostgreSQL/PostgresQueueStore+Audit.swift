@@ -36,8 +36,9 @@ extension PostgresQueueStore {
         }
     }
 
-    public func verifyAuditChain() async throws -> AuditVerification {
-        try await snapshot { connection, logger in
+    public func verifyAuditChain(continuing archived: AuditVerification.Walker?) async throws -> AuditVerification {
+        if archived != nil { throw PostgresQueueStore.retentionNotYet }
+        return try await snapshot { connection, logger in
             var walker = AuditVerification.Walker()
             let rows = try await connection.query("SELECT \(unescaped: Self.auditColumns) FROM audit_log ORDER BY id", logger: logger)
             for try await row in rows.decode(AuditRow.self) {

@@ -85,6 +85,23 @@ extension AuditChain {
     }
 }
 
+extension AuditChain {
+    /// The hashed values of a row as read back (`audit --format json`, an archive's line):
+    /// the canonical encoding, from which an archive's rows are verified.
+    package static func values(of entry: AuditEntry) -> [Value] {
+        func text(_ value: String?) -> Value { value.map { .text($0) } ?? .null }
+        func number(_ value: Int?) -> Value { value.map { .integer($0) } ?? .null }
+        var values: [Value] = [
+            .integer(entry.id), number(entry.taskID), .text(entry.exportTaskID), text(entry.projectID),
+            number(entry.attempt), .text(entry.at), number(entry.durationMilliseconds), number(entry.httpStatus),
+            text(entry.errorCode), text(entry.errorMessage), text(entry.requestID), .text(entry.outcome),
+            text(entry.delivery), .text(entry.runner),
+        ]
+        if entry.leaseLost { values.append(.integer(1)) }
+        return values
+    }
+}
+
 /// What `audit --verify` found.
 public struct AuditVerification: Sendable, Equatable {
     /// Rows checked (all of them, when `problem` is nil).
@@ -95,14 +112,37 @@ public struct AuditVerification: Sendable, Equatable {
     /// The first row that breaks the chain, and how; nil when every row holds.
     public var problem: String?
 
+    public init(rows: Int, headID: Int? = nil, headHash: String? = nil, problem: String? = nil) {
+        self.rows = rows
+        self.headID = headID
+        self.headHash = headHash
+        self.problem = problem
+    }
+
     /// Walks the rows in ID order: IDs dense from 1, each row's stored hash the chain's. The
     /// stores read the rows; the rule is here, so `audit --verify` means the same on each.
-    package struct Walker {
-        package private(set) var result = AuditVerification(rows: 0)
+    public struct Walker: Sendable {
+        public private(set) var result = AuditVerification(rows: 0)
         private var previous = AuditChain.genesis
         private var expectedID = 1
 
-        package init() {}
+        public init() {}
+
+        /// A walk that starts after an archive's checkpoint (docs/database.md, "Retention"):
+        /// the next row must be `lastID + 1` and chain from `hash`.
+        public init(after position: ChainPosition) {
+            previous = position.hash
+            expectedID = position.lastID &+ 1
+            if position.lastID > 0 {
+                result.headID = position.lastID
+                result.headHash = position.hash
+            }
+        }
+
+        /// Where the walk stands: the last row checked (or the start).
+        public var position: ChainPosition {
+            ChainPosition(lastID: expectedID &- 1, hash: previous, sequence: 0)
+        }
 
         /// Checks the next row; false when it breaks the chain (`result.problem` says how)
         /// and the walk should stop.

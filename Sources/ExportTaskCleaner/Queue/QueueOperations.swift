@@ -21,8 +21,29 @@ public protocol QueueOperations: Sendable {
     /// The audit chain's last row, for the journal and `status`.
     func auditHead() async throws -> QueueStatus.AuditHead?
 
-    /// Walks the whole audit chain (``AuditChain``) and stops at the first row that breaks it.
-    func verifyAuditChain() async throws -> AuditVerification
+    /// Walks the audit chain in the database (``AuditChain``) from the archive's last
+    /// checkpoint, and stops at the first row that breaks it. `walker`: a walk of the archives
+    /// (``ArchiveVerifier``) to continue, which must end where the checkpoint says.
+    func verifyAuditChain(continuing walker: AuditVerification.Walker?) async throws -> AuditVerification
+
+    // Retention (docs/database.md, "Retention"): ``Pruner`` drives these.
+
+    /// The archive's checkpoints, oldest first (none before the first prune).
+    func archiveCheckpoints() async throws -> [ArchiveCheckpoint]
+
+    /// The last checkpoint alone (nil before the first prune): where a prune goes on from.
+    func lastArchiveCheckpoint() async throws -> ArchiveCheckpoint?
+
+    /// The next batch to move after `position` (``PruneCut``), read without the write lock;
+    /// nil when nothing can move.
+    func planPrune(after position: ChainPosition, cutoff: Date, targetRows: Int) async throws -> PrunePlan?
+
+    /// Records `checkpoint` and deletes what `plan` holds, in one short transaction; its
+    /// archive file is written and synced already.
+    func commitPrune(_ plan: PrunePlan, checkpoint: ArchiveCheckpoint) async throws -> PruneCommit
+
+    /// The database's size in bytes, for the metrics; nil where the store cannot say.
+    func databaseSize() async throws -> Int?
 
     /// Checks every task against its audit rows (``ConsistencyReport``).
     func checkConsistency() async throws -> ConsistencyReport
@@ -33,6 +54,11 @@ public protocol QueueOperations: Sendable {
 }
 
 extension QueueOperations {
+    /// The chain in the database alone, from the last checkpoint.
+    public func verifyAuditChain() async throws -> AuditVerification {
+        try await verifyAuditChain(continuing: nil)
+    }
+
     public func enqueue(_ items: [EnqueueItem], now: Date) async throws -> EnqueueSummary {
         try await enqueue(EnqueueList(items), now: now)
     }

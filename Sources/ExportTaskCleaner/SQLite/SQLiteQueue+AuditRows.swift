@@ -46,10 +46,9 @@ extension SQLiteQueue {
         /// between reading the head and appending to it.
         func write(_ db: SQLiteConnection) throws {
             guard !rows.isEmpty else { return }
-            let head = try db.prepare("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            // After the last row, or after the archive's checkpoint when every row was archived.
             var (lastID, previous) = (0, AuditChain.genesis)
-            if try head.step() { (lastID, previous) = (head.int(0), head.optionalString(1) ?? "") }
-            head.reset()
+            if let head = try SQLiteQueue.chainHead(db) { (lastID, previous) = (head.id, head.hash ?? "") }
             // Another tool may have written any ID: room is checked, not assumed.
             guard lastID < Int.max - rows.count else {
                 throw CleanerError.runtime("audit_log: row \(lastID) leaves no room for more IDs; it was not written by export-task-cleaner (see `audit --verify`)")

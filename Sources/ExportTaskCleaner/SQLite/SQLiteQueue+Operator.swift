@@ -164,9 +164,7 @@ extension SQLiteQueue {
                     oldestPendingEnqueuedAt: oldestText,
                     oldestPendingAgeSeconds: oldestText.flatMap(Timestamp.parse).map { max(0, now.timeIntervalSince($0)) },
                     nextRetryAt: nextText, lastOutcome: last, lastError: lastError, heldBy: heldBy)
-                let head = try db.prepare("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                if try head.step() { status.auditHead = .init(id: head.int(0), hash: head.optionalString(1)) }
-                head.reset()
+                status.auditHead = try Self.chainHead(db).map { .init(id: $0.id, hash: $0.hash) }
                 return status
             }
         }
@@ -217,23 +215,27 @@ extension SQLiteQueue {
 extension SQLiteQueue {
     /// The audit chain's last row, for the journal.
     package func auditHead() throws -> QueueStatus.AuditHead? {
-        try withConnection { db in
-            let head = try db.prepare("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            defer { head.reset() }
-            return try head.step() ? .init(id: head.int(0), hash: head.optionalString(1)) : nil
-        }
+        try withConnection { db in try Self.chainHead(db).map { .init(id: $0.id, hash: $0.hash) } }
     }
 
-    /// Walks `audit_log` in ID order, checking that IDs are dense from 1 and that each row's
-    /// hash is the chain's (``AuditChain``); stops at the first row that breaks it. One read
-    /// transaction, so a writer appending meanwhile does not confuse it.
-    package func verifyAuditChain() throws -> AuditVerification {
+    /// Walks `audit_log` in ID order, checking that IDs are dense from the archive's last
+    /// checkpoint (from 1 before any prune) and that each row's hash is the chain's
+    /// (``AuditChain``); stops at the first row that breaks it. `walker`: a walk of the
+    /// archives to continue (`audit --verify --archive`), which must end at the checkpoint.
+    /// One read transaction, so a writer appending meanwhile does not confuse it.
+    package func verifyAuditChain(continuing archived: AuditVerification.Walker? = nil) throws -> AuditVerification {
         try withConnection { db in
             try db.readTransaction {
                 let statement = try db.prepare(
                     "SELECT " + AuditChain.selection + ", hash FROM audit_log ORDER BY id")
                 defer { statement.reset() }
-                var walker = AuditVerification.Walker()
+                let checkpoint = ChainPosition(try Self.lastCheckpoint(db))
+                var walker = archived ?? AuditVerification.Walker(after: checkpoint)
+                if walker.position.lastID != checkpoint.lastID || walker.position.hash != checkpoint.hash {
+                    var result = walker.result
+                    result.problem = "the archives end at row \(walker.position.lastID), but the database's checkpoint is row \(checkpoint.lastID)"
+                    return result
+                }
                 let hashColumn = Int32(AuditChain.columns.count + AuditChain.laterColumns.count)
                 while try statement.step() {
                     guard walker.check(id: statement.int(0), values: AuditChain.values(of: statement),

@@ -73,8 +73,25 @@ public final class SQLiteQueueStore: QueueStore, QueueBackup {
 
     public func status(now: Date) async throws -> QueueStatus { try await read { try $0.status(now: now) } }
     public func auditHead() async throws -> QueueStatus.AuditHead? { try await read { try $0.auditHead() } }
-    public func verifyAuditChain() async throws -> AuditVerification { try await read { try $0.verifyAuditChain() } }
+    public func verifyAuditChain(continuing walker: AuditVerification.Walker?) async throws -> AuditVerification {
+        try await read { try $0.verifyAuditChain(continuing: walker) }
+    }
     public func checkConsistency() async throws -> ConsistencyReport { try await read { try $0.checkConsistency() } }
+
+    // MARK: Retention
+
+    public func archiveCheckpoints() async throws -> [ArchiveCheckpoint] { try await read { try $0.archiveCheckpoints() } }
+    public func lastArchiveCheckpoint() async throws -> ArchiveCheckpoint? { try await read { try $0.lastArchiveCheckpoint() } }
+
+    public func planPrune(after position: ChainPosition, cutoff: Date, targetRows: Int) async throws -> PrunePlan? {
+        try await read { try $0.planPrune(after: position, cutoff: cutoff, targetRows: targetRows) }
+    }
+
+    public func commitPrune(_ plan: PrunePlan, checkpoint: ArchiveCheckpoint) async throws -> PruneCommit {
+        try await write { try $0.commitPrune(plan, checkpoint: checkpoint) }
+    }
+
+    public func databaseSize() async throws -> Int? { try await read { try $0.databaseSize() } }
 
     /// On the calling thread: `body` is the caller's and stays with it. Only the commands
     /// stream audit rows, and a one-shot command has no other work to hold up.

@@ -88,6 +88,52 @@ enum SQLiteSchema {
         UPDATE export_tasks SET attempts = attempts + 1
             WHERE state = 'in_progress' AND typeof(attempts) = 'integer' AND attempts BETWEEN 0 AND 999999;
         """,
+        // Version 4 (docs/database.md, "Retention"): the archive's checkpoints, themselves
+        // append-only and each bound to the audit row it ends at; audit rows may leave only at
+        // or below the last checkpoint, and no ID at or below it may come back.
+        """
+        CREATE TABLE audit_archive (
+            seq INTEGER PRIMARY KEY,
+            file TEXT NOT NULL,
+            first_id INTEGER NOT NULL,
+            last_id INTEGER NOT NULL,
+            last_hash TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            tasks INTEGER NOT NULL,
+            archived_at TEXT NOT NULL,
+            runner TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_archive_no_update BEFORE UPDATE ON audit_archive
+            BEGIN SELECT RAISE(ABORT, 'audit_archive is append-only: UPDATE refused'); END;
+        CREATE TRIGGER audit_archive_no_delete BEFORE DELETE ON audit_archive
+            BEGIN SELECT RAISE(ABORT, 'audit_archive is append-only: DELETE refused'); END;
+        CREATE TRIGGER audit_archive_follows BEFORE INSERT ON audit_archive
+            WHEN NEW.seq IS NOT ifnull((SELECT seq FROM audit_archive ORDER BY seq DESC LIMIT 1), 0) + 1
+              OR NEW.first_id IS NOT ifnull((SELECT last_id FROM audit_archive ORDER BY seq DESC LIMIT 1), 0) + 1
+              OR NEW.last_id < NEW.first_id
+              OR NEW.last_hash IS NOT (SELECT hash FROM audit_log WHERE id = NEW.last_id)
+              OR (SELECT count(*) FROM audit_log WHERE id BETWEEN NEW.first_id AND NEW.last_id) <> NEW.last_id - NEW.first_id + 1
+            BEGIN SELECT RAISE(ABORT, 'audit_archive: a checkpoint must follow the last one and end at a row of audit_log with its hash'); END;
+        -- What the archived rows of a leaving task's current cycle counted, while its later
+        -- rows are still here: the consistency check adds it (``PruneCarry``).
+        CREATE TABLE audit_archive_carry (
+            task_id INTEGER PRIMARY KEY,
+            export_task_id TEXT NOT NULL,
+            finals INTEGER NOT NULL,
+            final_outcome TEXT,
+            attempts TEXT NOT NULL,
+            restarted INTEGER NOT NULL
+        );
+        DROP TRIGGER audit_log_no_delete;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            WHEN OLD.id > ifnull((SELECT last_id FROM audit_archive ORDER BY seq DESC LIMIT 1), 0)
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused (only rows archived at a checkpoint may leave)'); END;
+        -- (No checkpoint: NULL, so nothing is refused; an ID left to SQLite reads as -1 here.)
+        CREATE TRIGGER audit_log_not_below_checkpoint BEFORE INSERT ON audit_log
+            WHEN NEW.id <= (SELECT last_id FROM audit_archive ORDER BY seq DESC LIMIT 1)
+            BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: an ID at or below the archive checkpoint is refused'); END;
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }
