@@ -61,7 +61,7 @@ struct ExportTaskCleanerCommand: AsyncParsableCommand {
         abstract: "Deletes Huawei Cloud IoTDA export tasks queued in a SQLite database, and audits every outcome.",
         version: ExportTaskCleanerVersion.current,
         subcommands: [
-            RunCommand.self, CheckCommand.self, EnqueueCommand.self, StatusCommand.self, AuditCommand.self, RequeueCommand.self,
+            RunCommand.self, CheckCommand.self, EnqueueCommand.self, SweepCommand.self, StatusCommand.self, AuditCommand.self, RequeueCommand.self,
             DemoCommand.self,
             SimulateCommand.self,
         ]
