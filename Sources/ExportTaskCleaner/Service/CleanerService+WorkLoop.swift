@@ -69,7 +69,11 @@ extension CleanerService {
                             ? machine.on(.claimed(tasks: 0, shortfall: nil))
                             : await claim(limit: limit, now: now, into: ready, machine: &machine)
                     case .checkDrained:
-                        let unfinished = try? await database.hasUnfinishedTasks()
+                        // Not drained before the first sweep has queued what it finds, nor while
+                        // a refusal (of a sweep's list, say) has just paused requests: the
+                        // next pass stops the drain as refused instead.
+                        let unfinished = shared.withLock({ $0.firstSweepPending }) || traffic.snapshot.circuit.isOpen
+                            ? true : try? await database.hasUnfinishedTasks()
                         actions = machine.on(.drainChecked(unfinished: unfinished))
                     case .settle:
                         actions = machine.on(.settled(now: clock.now()))

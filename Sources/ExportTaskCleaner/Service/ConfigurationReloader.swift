@@ -117,6 +117,7 @@ public final class ConfigurationReloader: Service, Sendable {
             ("shutdown_grace_ms", false, old.shutdownGrace != new.shutdownGrace),
             ("poll_interval_ms", false, old.pollInterval != new.pollInterval),
             ("metrics.listen", false, old.metricsListen != new.metricsListen),
+            ("sweep", false, old.sweep != new.sweep),
         ]
         return keys.filter { $0.1 == reloadable && $0.2 }.map(\.0)
     }
