@@ -56,7 +56,8 @@ extension CleanerService {
         do {
             _ = try await sweep.run(store: sweeping.queue)
         } catch {
-            logger.error("sweep stopped", metadata: [
+            // A shutdown cuts a sweep off: what it queued by then stays queued.
+            logger.log(level: isStopping ? .info : .error, "sweep stopped", metadata: [
                 "error": "\(TextFormat.printable(error.description))", "queued": "\(error.summary.queued)",
                 "pages": "\(error.summary.pages)",
             ])
