@@ -1,6 +1,8 @@
-import ExportTaskCleaner
+@testable import ExportTaskCleaner
 import Foundation
 import IoTDASimulator
+import ServiceLifecycle
+import ServiceLifecycleTestKit
 import Testing
 
 /// The service's own sweep (docs/configuration.md, `sweep`): its configuration, and a service
@@ -75,6 +77,69 @@ struct SweepServiceTests {
         #expect(service.outcome == .credentialsRefused, "\(harness.logs.allText)")
         #expect(harness.logs.lines.contains { $0.message == "credentials refused; requests paused" })
         #expect(harness.logs.lines.contains { $0.message == "sweep stopped" })
+        try await harness.shutdown()
+    }
+
+    /// Old finished tasks `numbers` (record IDs), ended 10 days before `now`.
+    static func oldTasks(_ numbers: ClosedRange<Int>, now: Date) -> [IoTDASimulator.ExportTask] {
+        numbers.map { number in
+            let created = now.addingTimeInterval(-10 * 86_400)
+            return .init(exportTaskID: IoTDASimulator.ExportTask.recordID(number), status: number % 2 == 0 ? "Success" : "Failed",
+                         createTime: created, endTime: created.addingTimeInterval(3_600))
+        }
+    }
+
+    @Test("the service sweeps at start and again sweep.every after, on its clock")
+    func periodic() async throws {
+        let harness = try await ServiceHarness.start()
+        let clock = ManualClock()
+        let first = Self.oldTasks(1...10, now: clock.now())
+        harness.simulator.addExportTasks(first)
+        let service = CleanerService(
+            options: ServiceHarness.options(drain: false), store: harness.store, transport: harness.transport,
+            retry: .exponentialJitter(maxAttempts: 8, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)), clock: clock,
+            random: SeededRandomSource(seed: 1),
+            sweeping: .init(schedule: .init(every: .seconds(600), olderThan: "7d"), queue: harness.store.inner, lister: harness.client),
+            logger: harness.logs.logger())
+        let sweeps = { harness.logs.lines.filter { $0.message == "sweep finished" }.count }
+        /// Moves the clock on in small steps until `done` holds, at most `steps` of them: after
+        /// each, until the service sleeps again and the simulator has answered what it was sent
+        /// (a bounded watch: the simulator sends no events).
+        func advance(until done: () -> Bool, step: Duration = .milliseconds(10), steps: Int = 2_000) async throws -> Bool {
+            for _ in 0..<steps where !done() {
+                clock.advance(by: step)
+                guard await clock.waitForSleepers(atLeast: ServiceHarness.idleSleepers + 1),
+                      try await eventually(timeout: .seconds(10), {
+                          harness.simulator.counters.inFlight == 0 && service.requestsInFlight.load(ordering: .relaxed) == 0
+                      })
+                else { return false }
+            }
+            return done()
+        }
+        try await testGracefulShutdown { trigger in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                let firstIDs = Set(first.map(\.exportTaskID))
+                #expect(try await advance { sweeps() == 1 && harness.simulator.deletedIDs == firstIDs },
+                        "sweeps \(sweeps()), deleted \(harness.simulator.deletedIDs.count), \(harness.logs.allText.suffix(3_000))")
+                #expect(harness.simulator.counters.listRequests == 2)
+
+                // New tasks wait for the next sweep, sweep.every after the first ended.
+                let second = Self.oldTasks(11...15, now: clock.now())
+                harness.simulator.addExportTasks(second)
+                #expect(await clock.advanceAndSettle(by: .seconds(500)))
+                #expect(sweeps() == 1 && harness.simulator.counters.listRequests == 2)
+                let allIDs = firstIDs.union(second.map(\.exportTaskID))
+                #expect(try await advance(until: { sweeps() == 2 && harness.simulator.deletedIDs == allIDs }, step: .seconds(1), steps: 200),
+                        "sweeps \(sweeps()), deleted \(harness.simulator.deletedIDs.count), lists \(harness.simulator.counters.listRequests), \(harness.logs.allText.suffix(3_000))")
+                #expect(harness.simulator.counters.listRequests == 4)
+                trigger.triggerGracefulShutdown()
+                try await group.waitForAll()
+            }
+        }
+        var queued = 0
+        try await harness.store.inner.auditEntries(AuditFilter(outcome: .queued)) { _ in queued += 1 }
+        #expect(queued == 15)
         try await harness.shutdown()
     }
 }

@@ -41,8 +41,11 @@ extension CleanerService {
         let hooks = ExportTaskSweep.Hooks(
             beforeRequest: { [self] in
                 if let reason = await waitForStart() { throw CleanerError.runtime("not sent: \(reason)") }
+                // On the wire from here: counted in `in_flight` as a delete is.
+                requestsInFlight.add(1, ordering: .relaxed)
             },
             afterAnswer: { [self] result in
+                requestsInFlight.subtract(1, ordering: .relaxed)
                 if result.classification == .authRefused, result.httpStatus == nil,
                    let generation = credentials?.expiredGeneration(at: clock.now()) {
                     credentialsExpired(generation: generation)
