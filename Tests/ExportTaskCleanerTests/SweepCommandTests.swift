@@ -45,6 +45,19 @@ struct SweepCommandTests {
         try await world.stop()
     }
 
+    @Test("run --drain with sweep configured and nothing fed: the service sweeps and deletes exactly the old finished tasks")
+    func serviceSweeps() async throws {
+        let world = try await World.start()
+        let (tasks, expected) = SweepTests.population(200, olderThanDays: 7)
+        world.simulator.addExportTasks(tasks)
+        let drain = try await run(world, ["run", "--drain"], config: ["sweep": ["every": "1h", "older_than": "7d"]])
+        #expect(drain.status == 0, "\(drain.err.suffix(2_000))")
+        #expect(world.simulator.deletedIDs == expected)
+        #expect(try world.scalar("SELECT count(*) FROM audit_log WHERE outcome = 'queued' AND error_message LIKE 'queued by the service''s sweep: %'") == expected.count)
+        #expect(world.simulator.counters.signatureFailures == 0)
+        try await world.stop()
+    }
+
     @Test("an invalid listed task: named on stderr, escaped; exit 1; the others queued")
     func invalidTask() async throws {
         let world = try await World.start()
