@@ -10,7 +10,8 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// Deletes export tasks over HTTPS: `DELETE /v5/iot/{project_id}/export-tasks/{export_task_id}`.
+/// Deletes export tasks over HTTPS: `DELETE /v5/iot/{project_id}/export-tasks/{export_task_id}`;
+/// lists them for a sweep (`GET /v5/iot/{project_id}/export-tasks`, in `IoTDAClient+List.swift`).
 ///
 /// One shared AsyncHTTPClient `HTTPClient` (HTTP/1.1 keep-alive, up to `concurrency` connections,
 /// TLS verification on, redirects off). Each request is signed with the access key (or carries
@@ -176,13 +177,16 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             method: .DELETE, segments: ["v5", "iot", request.projectID, "export-tasks", request.exportTaskID], query: [],
             projectID: request.projectID, instanceID: request.instanceID, maxBodyBytes: Self.maxBodyBytes)
         switch sent {
-        case .failed(let result):
+        case .failed(let result) where result.httpStatus == nil:
             logger.trace(
                 "delete failed without a response",
                 metadata: [
                     "export_task_id": "\(request.exportTaskID)", "delivery": "\(result.delivery.rawValue)",
                     "error": "\(result.errorMessage ?? "")",
                 ])
+            return result
+        case .failed(let result):
+            // An answer whose body did not finish: its status is the outcome.
             return result
         case .answered(let result, _):
             logger.trace(
