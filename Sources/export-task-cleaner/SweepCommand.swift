@@ -28,32 +28,12 @@ struct SweepCommand: AsyncParsableCommand {
         guard AuditFilter.since(olderThan, now: Date()) != nil else {
             throw CleanerError.configuration("--older-than: \(AuditFilter.sinceProblem(olderThan))")
         }
-        let summary = try await config.withStore(for: .write) { configuration, store in
-            let logger = Logger(label: "export-task-cleaner", factory: { _ in SwiftLogNoOpLogHandler() })
-            let credentials = try await CredentialSetup.start(
-                configuration: configuration, environment: ProcessInfo.processInfo.environment, logger: logger)
-            let client = try IoTDAClient(
-                configuration: .init(endpoint: configuration.endpoint, credentials: credentials.provider, concurrency: 1,
-                                     requestTimeout: configuration.requestTimeout,
-                                     userAgent: "export-task-cleaner/\(ExportTaskCleanerVersion.current)"),
-                logger: logger)
-            let sweep = ExportTaskSweep(
-                options: .init(projectID: configuration.projectID, instanceID: configuration.instanceID,
-                               olderThan: olderThan, dryRun: dryRun),
-                lister: client,
-                retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
-                                          baseDelay: configuration.retry.baseDelay, maxDelay: configuration.retry.maxDelay),
-                clock: SystemClock(), logger: logger)
-            let result: Result<SweepSummary, SweepFailure>
-            do throws(SweepFailure) {
-                result = .success(try await sweep.run(store: dryRun ? nil : store))
-            } catch {
-                result = .failure(error)
+        // A dry run opens no queue: it neither creates nor migrates one.
+        let summary = dryRun
+            ? try await sweep(configuration: config.load(), store: nil)
+            : try await config.withStore(for: .write) { configuration, store in
+                try await sweep(configuration: configuration, store: store)
             }
-            try? await client.shutdown()
-            try? await credentials.shutdown()
-            return result
-        }
         switch summary {
         case .success(let summary):
             Self.report(summary)
@@ -63,6 +43,40 @@ struct SweepCommand: AsyncParsableCommand {
             Console.error("export-task-cleaner: sweep stopped: \(TextFormat.printable(failure.description))")
             throw ExitCode(failure.code.exitStatus)
         }
+    }
+
+    /// Lists and queues into `store` (nil: a dry run), with the configured credentials.
+    private func sweep(configuration: Configuration, store: (any QueueStore)?) async throws -> Result<SweepSummary, SweepFailure> {
+        let logger = Logger(label: "export-task-cleaner", factory: { _ in SwiftLogNoOpLogHandler() })
+        let credentials = try await CredentialSetup.start(
+            configuration: configuration, environment: ProcessInfo.processInfo.environment, logger: logger)
+        let client: IoTDAClient
+        do {
+            client = try IoTDAClient(
+                configuration: .init(endpoint: configuration.endpoint, credentials: credentials.provider, concurrency: 1,
+                                     requestTimeout: configuration.requestTimeout,
+                                     userAgent: "export-task-cleaner/\(ExportTaskCleanerVersion.current)"),
+                logger: logger)
+        } catch {
+            try? await credentials.shutdown()
+            throw error
+        }
+        let sweep = ExportTaskSweep(
+            options: .init(projectID: configuration.projectID, instanceID: configuration.instanceID,
+                           olderThan: olderThan, dryRun: store == nil),
+            lister: client,
+            retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
+                                      baseDelay: configuration.retry.baseDelay, maxDelay: configuration.retry.maxDelay),
+            clock: SystemClock(), logger: logger)
+        let result: Result<SweepSummary, SweepFailure>
+        do throws(SweepFailure) {
+            result = .success(try await sweep.run(store: store))
+        } catch {
+            result = .failure(error)
+        }
+        try? await client.shutdown()
+        try? await credentials.shutdown()
+        return result
     }
 
     private static func report(_ summary: SweepSummary) {

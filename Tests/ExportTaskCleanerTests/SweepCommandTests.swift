@@ -20,6 +20,12 @@ struct SweepCommandTests {
         let (tasks, expected) = SweepTests.population(300, olderThanDays: 7)
         world.simulator.addExportTasks(tasks)
 
+        // A dry run opens no queue: pointed at a file that does not exist, it creates none.
+        let missing = world.folder.appendingPathComponent("never.sqlite3").path
+        let untouched = try await run(world, ["sweep", "--dry-run"], config: ["database": missing])
+        #expect(untouched.status == 0, "\(untouched.err)")
+        #expect(!FileManager.default.fileExists(atPath: missing))
+
         let dry = try await run(world, ["sweep", "--dry-run"])
         #expect(dry.status == 0, "\(dry.err)")
         #expect(dry.out == "listed 300, finished and old enough \(expected.count), queued 0, already queued 0, skipped \(300 - expected.count) (processing 75, too young \(225 - expected.count), invalid 0)\n")
