@@ -80,6 +80,26 @@ struct SweepServiceTests {
         try await harness.shutdown()
     }
 
+    @Test("before the credentials are verified, a list request and a delete are never in flight together: a bad key is refused once",
+          arguments: 0..<3)
+    func singleFlightUntilVerified(round: Int) async throws {
+        let harness = try await ServiceHarness.start(
+            simulator: .init(latency: .milliseconds(50)), clientKey: AccessKey(ak: ServiceHarness.key.ak, sk: "not-the-secret"))
+        harness.simulator.addExportTasks(SweepTests.population(20, olderThanDays: 1).tasks)
+        try await harness.enqueue((1...10).map { "fed-\($0)" })
+        let service = CleanerService(
+            options: ServiceHarness.options(), store: harness.store.inner, transport: harness.client,
+            retry: .exponentialJitter(maxAttempts: 8, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5)),
+            sweeping: .init(schedule: .init(every: .seconds(3_600), olderThan: "1d"), queue: harness.store.inner,
+                            lister: harness.client),
+            logger: harness.logs.logger())
+        await #expect(throws: CleanerError.self) { try await service.run() }
+        let counters = harness.simulator.counters
+        #expect(counters.maxInFlight == 1)
+        #expect(counters.authFailures == 1, "\(counters.requests) requests")
+        try await harness.shutdown()
+    }
+
     /// Old finished tasks `numbers` (record IDs), ended 10 days before `now`.
     static func oldTasks(_ numbers: ClosedRange<Int>, now: Date) -> [IoTDASimulator.ExportTask] {
         numbers.map { number in

@@ -67,6 +67,9 @@ public final class CleanerService: Service, Sendable {
     let logger: Logger
     let traffic: TrafficControl
     let recorder: OutcomeRecorder
+    /// Claimed tasks waiting for a runner, and the slots in use (the work loop's; a sweep
+    /// borrows one for each list request).
+    let readyTasks = ReadyTasks()
     let shared = Mutex(Shared())
     private let finalOutcome = Mutex<RunOutcome?>(nil)
     /// A service runs once: its recorder and event stream are finished when it ends.
