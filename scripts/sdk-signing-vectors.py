@@ -140,6 +140,14 @@ def main():
                           method="GET", template="/v5/iot/{project_id}/export-tasks",
                           query=(("marker", "a b"), ("limit", "10"), ("app_id", "app_1~*"),
                                  ("limit", "5"), ("name", "é/&="))))
+    # ListExportTasks as the cleaner sends it (docs/commands.md, "sweep"): the first page, and a
+    # later one after a marker, with the query in the order the SDK's list_export_tasks adds it.
+    list_path = "/v5/iot/{project_id}/export-tasks"
+    vectors.append(vector("sdk-list-export-tasks", "SDK-HMAC-SHA256", day, method="GET", template=list_path,
+                          query=(("limit", "50"),)))
+    vectors.append(vector("v11-list-export-tasks-marker-instance-token", "V11-HMAC-SHA256", day, instance=True,
+                          token=True, method="GET", template=list_path,
+                          query=(("limit", "50"), ("marker", "66f1a2b3c4d5e6f7a8b9c0d1"))))
     document = {
         "generator": "scripts/sdk-signing-vectors.py",
         "sdk": "huaweicloudsdkcore %s" % version("huaweicloudsdkcore"),

@@ -78,7 +78,7 @@ struct Answer: Sendable {
         return Answer(status: HTTPResponseStatus(statusCode: status), body: ByteBuffer(string: json))
     }
 
-    private static func jsonEscaped(_ s: String) -> String {
+    static func jsonEscaped(_ s: String) -> String {
         var out = ""
         out.reserveCapacity(s.utf8.count)
         for scalar in s.unicodeScalars {

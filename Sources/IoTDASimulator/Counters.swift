@@ -26,6 +26,8 @@ extension IoTDASimulator {
         public var responsesByStatus: [Int: Int] = [:]
         /// Requests per export task ID (every `DELETE` on the export-task route, even refused ones).
         public var attemptsByID: [String: Int] = [:]
+        /// ListExportTasks requests (`GET /v5/iot/{project_id}/export-tasks`), refused ones too.
+        public var listRequests: Int = 0
         /// Deletions performed per export task ID (a 204 decided). More than 1 would be a bug in IoTDA.
         public var deleteCountByID: [String: Int] = [:]
 

@@ -113,6 +113,8 @@ public enum Demo {
         /// How the printed commands name the binary: the path of the one that ran, when known,
         /// since after `swift run` no `export-task-cleaner` is on the `PATH`.
         public var executable = "export-task-cleaner"
+        /// The sweep's summary line: what the simulator listed and the sweep queued (in `tasks`).
+        public var sweep: String? = nil
 
         /// Tasks that reached a final state.
         public var finished: Int { TaskState.finished.reduce(0) { $0 + (counts[$1] ?? 0) } }
@@ -139,6 +141,7 @@ public enum Demo {
                 : "Drained: \(tasks) tasks, every one finished."
             lines.append(headline)
             lines.append("Simulator \(endpoint): \(mixDescription), \(latency.milliseconds) ms latency, \(signing.rawValue) signatures checked; concurrency \(concurrency).")
+            if let sweep { lines.append("Sweep (finished export tasks older than 7d): \(sweep).") }
             lines.append("")
             // `not_found_after_unknown` only when there is one (a request whose answer was lost),
             // so that the rows always add up to the total.
@@ -241,6 +244,8 @@ public enum Demo {
             if options.database != nil { try await requireUnused(store) }
             try writeConfig(path: configPath, databasePath: database, endpoint: simulator.endpoint)
             try await enqueue(options.tasks, into: store)
+            let swept = try await sweep(simulator: simulator, client: client, into: store, logger: logger)
+            let total = options.tasks + swept.queued
 
             let cleanerOptions = CleanerOptions(
                 projectID: projectID, concurrency: options.concurrency,
@@ -254,7 +259,7 @@ public enum Demo {
 
             let start = ContinuousClock.now
             let reporter = progress.map { progress in
-                Task { await report(service: service, total: options.tasks, start: start,
+                Task { await report(service: service, total: total, start: start,
                                     interval: options.progressInterval, to: progress) }
             }
             let runError: (any Error)?
@@ -276,13 +281,14 @@ public enum Demo {
             let counts = try await store.counts()
             await store.close()
             return Report(
-                tasks: options.tasks, concurrency: options.concurrency, latency: options.latency, endpoint: simulator.endpoint,
+                tasks: total, concurrency: options.concurrency, latency: options.latency, endpoint: simulator.endpoint,
                 mixDescription: options.mix == .realistic ? "realistic mix" : "custom mix", signing: signing, counts: counts, requests: statistics.requests, retries: statistics[.retry],
                 tooManyRequests: counters.responses(status: 429),
                 serverErrors: counters.responsesByStatus.filter { (500..<600).contains($0.key) }.values.reduce(0, +),
                 signatureFailures: counters.signatureFailures, elapsed: elapsed,
                 interrupted: service.outcome != .drained,
-                folder: folder.path, databasePath: postgres ? store.location : database, configPath: configPath, passwordSource: passwordSource)
+                folder: folder.path, databasePath: postgres ? store.location : database, configPath: configPath,
+                passwordSource: passwordSource, sweep: swept.line)
         } catch {
             await opened?.close()
             try? await client.shutdown()

@@ -5,13 +5,15 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// A stand-in for IoTDA's export-task delete API on 127.0.0.1, built on SwiftNIO.
+/// A stand-in for IoTDA's export-task delete and list APIs on 127.0.0.1, built on SwiftNIO.
 ///
 /// Answers `DELETE /v5/iot/{project_id}/export-tasks/{export_task_id}` as IoTDA would: it checks
 /// authentication (a signature by ``SignatureVerifier``, or a token), that the path's project
 /// (and `X-Project-Id`) is the configured one — 403 `IOTDA.000003` otherwise, as IoTDA refuses a
 /// project the credentials do not belong to — and the `Instance-Id` when one is configured
-/// (also 403); then answers by the ID's ``Behaviour``. Every answer carries an `X-Request-Id`
+/// (also 403); then answers by the ID's ``Behaviour``. `GET /v5/iot/{project_id}/export-tasks`
+/// (ListExportTasks) is checked the same way and answers pages of ``ExportTask``s by `limit`,
+/// `marker` and `offset`, or the answers scripted by ``scriptList(_:)``. Every answer carries an `X-Request-Id`
 /// and a `Date` from the simulator's clock (the real clock plus ``Configuration/clockOffset``).
 /// With ``Configuration/metadata`` set, the ECS metadata service's credential routes are served
 /// too (``MetadataService``). Anything else gets 404 `APIGW.0101`.
@@ -82,6 +84,20 @@ public final class IoTDASimulator: Sendable {
     /// Sets how deletes of `exportTaskID` are answered from now on (its counts start afresh).
     public func script(_ exportTaskID: String, _ behaviour: Behaviour) {
         core.script(exportTaskID, behaviour)
+    }
+
+    /// Adds export tasks to what ListExportTasks lists (an ID listed already is replaced).
+    public func addExportTasks(_ tasks: [ExportTask]) {
+        core.addExportTasks(tasks)
+    }
+
+    /// The export tasks listed now, newest first (a delete answered 204 removes one).
+    public var exportTasks: [ExportTask] { core.exportTasks }
+
+    /// Answers the next list requests (after authentication) with these, in order, instead of
+    /// the page asked for.
+    public func scriptList(_ answers: [ListAnswer]) {
+        core.scriptList(answers)
     }
 
     /// What the simulator has seen and answered so far.

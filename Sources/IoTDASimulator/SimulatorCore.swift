@@ -1,6 +1,7 @@
 import ExportTaskCleaner
 import FoundationEssentials
 import Logging
+import NIOCore
 import NIOHTTP1
 import Synchronization
 
@@ -13,6 +14,10 @@ final class SimulatorCore: Sendable {
         var behaviourAttempts: [String: Int] = [:]
         var windowStart: ContinuousClock.Instant?
         var windowCount = 0
+        /// What ListExportTasks lists.
+        var exportTasks = ExportTaskList()
+        /// Scripted answers to the next list requests, first first.
+        var listAnswers: [IoTDASimulator.ListAnswer] = []
     }
 
     let configuration: IoTDASimulator.Configuration
@@ -97,7 +102,11 @@ final class SimulatorCore: Sendable {
             rawPath = uri[...]
             rawQuery = nil
         }
-        let route = head.method == .DELETE ? Self.route(rawPath) : nil
+        let route: Route? = switch head.method {
+        case .DELETE: Self.route(rawPath)
+        case .GET: Self.listRoute(rawPath)
+        default: nil
+        }
         if route == nil, let decision = decideMetadata(head: head, rawPath: rawPath) { return decision }
 
         // Authentication and the header checks need no shared state: done before locking.
@@ -125,8 +134,7 @@ final class SimulatorCore: Sendable {
             if s.counters.inFlight > s.counters.maxInFlight { s.counters.maxInFlight = s.counters.inFlight }
 
             guard let route else { return Decision(action: .answer(.routeNotFound), delay: latency) }
-            let id = route.exportTaskID
-            s.counters.attemptsByID[id, default: 0] += 1
+            if let id = route.exportTaskID { s.counters.attemptsByID[id, default: 0] += 1 } else { s.counters.listRequests += 1 }
 
             if let refusal {
                 if refusal.answer.status == .unauthorized {
@@ -150,6 +158,10 @@ final class SimulatorCore: Sendable {
                 s.windowCount += 1
             }
 
+            guard let id = route.exportTaskID else {
+                return Decision(action: .answer(Self.listAnswer(rawQuery: rawQuery, state: &s)), delay: latency)
+            }
+
             let behaviour = s.scripts[id] ?? configuration.mix?.behaviour(for: id) ?? configuration.defaultBehaviour
             let n = s.behaviourAttempts[id, default: 0] + 1
             s.behaviourAttempts[id] = n
@@ -163,6 +175,7 @@ final class SimulatorCore: Sendable {
         func deleteOnce() -> Decision {
             if s.counters.deleteCountByID[id] == nil {
                 s.counters.deleteCountByID[id] = 1
+                s.exportTasks.remove(id)
                 return Decision(action: .answer(.deleted), delay: .zero)
             }
             return Decision(action: .answer(.notFound), delay: .zero)
@@ -212,7 +225,41 @@ final class SimulatorCore: Sendable {
 
     struct Route {
         var projectID: String
-        var exportTaskID: String
+        /// Nil for the list (`GET /v5/iot/{project_id}/export-tasks`).
+        var exportTaskID: String?
+    }
+
+    /// `/v5/iot/{project_id}/export-tasks` (ListExportTasks), the project percent-decoded.
+    static func listRoute(_ rawPath: Substring) -> Route? {
+        let segments = rawPath.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard segments.count == 5, segments[0].isEmpty,
+            segments[1].elementsEqual("v5".utf8), segments[2].elementsEqual("iot".utf8),
+            segments[4].elementsEqual("export-tasks".utf8),
+            let project = decode(segments[3]), !project.isEmpty
+        else { return nil }
+        return Route(projectID: project, exportTaskID: nil)
+    }
+
+    /// The answer to an authenticated list request: the next scripted one, else the page the
+    /// query asks for, else 400 for a query IoTDA would refuse.
+    private static func listAnswer(rawQuery: Substring?, state s: inout State) -> Answer {
+        if !s.listAnswers.isEmpty {
+            let scripted = s.listAnswers.removeFirst()
+            return Answer(status: HTTPResponseStatus(statusCode: scripted.status), body: ByteBuffer(bytes: scripted.body),
+                          retryAfterSeconds: scripted.retryAfterSeconds)
+        }
+        guard let query = ExportTaskList.parseQuery(rawQuery) else { return .badRequest }
+        return s.exportTasks.page(query)
+    }
+
+    func addExportTasks(_ tasks: [IoTDASimulator.ExportTask]) {
+        state.withLock { $0.exportTasks.add(tasks) }
+    }
+
+    var exportTasks: [IoTDASimulator.ExportTask] { state.withLock { $0.exportTasks.tasks } }
+
+    func scriptList(_ answers: [IoTDASimulator.ListAnswer]) {
+        state.withLock { $0.listAnswers.append(contentsOf: answers) }
     }
 
     /// `/v5/iot/{project_id}/export-tasks/{export_task_id}`, segments percent-decoded.

@@ -20,7 +20,8 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: """
             Starts the simulator on 127.0.0.1 (realistic mix of answers: mostly 204, some 404 and 403, a few \
             429 and 503; 20 ms latency; signatures checked with a made-up key), queues the IDs demo-000001 … \
-            in a new SQLite database in a temporary folder, and drains it with the real service. Needs no \
+            in a new SQLite database in a temporary folder, sweeps in the finished export tasks older than \
+            7 days of the 120 the simulator lists (as the sweep command does), and drains it with the real service. Needs no \
             configuration file and no credentials (--config is accepted, as by every command, but not read: \
             the demo writes its own in the temporary folder). Ctrl-C stops it gracefully; the summary is \
             printed either way.

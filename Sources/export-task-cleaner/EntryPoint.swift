@@ -61,8 +61,8 @@ struct ExportTaskCleanerCommand: AsyncParsableCommand {
         abstract: "Deletes Huawei Cloud IoTDA export tasks queued in a SQLite database, and audits every outcome.",
         version: ExportTaskCleanerVersion.current,
         subcommands: [
-            RunCommand.self, CheckCommand.self, EnqueueCommand.self, StatusCommand.self, AuditCommand.self, RequeueCommand.self,
-            PruneCommand.self, BackupCommand.self,
+            RunCommand.self, CheckCommand.self, EnqueueCommand.self, SweepCommand.self, StatusCommand.self, AuditCommand.self,
+            RequeueCommand.self, PruneCommand.self, BackupCommand.self,
             DemoCommand.self,
             SimulateCommand.self,
         ]

@@ -90,8 +90,8 @@ struct RunCommand: AsyncParsableCommand {
     /// credentials, their refresher, in a service group that turns SIGTERM and SIGINT into a
     /// graceful shutdown.
     static func serve(configuration: Configuration, configurationPath: String, drain: Bool, credentials: CredentialSetup,
-                      metrics: MetricsSetup?, metricsServer: MetricsServer?, store: any WorkQueue, pruneStore: (any QueueStore)?,
-                      transport: any IoTDATransport, logger: Logger) async throws {
+                      metrics: MetricsSetup?, metricsServer: MetricsServer?, store: any QueueStore, pruneStore: (any QueueStore)?,
+                      transport: any IoTDATransport & ExportTaskLister, logger: Logger) async throws {
         let notifier = SystemdNotifier()
         let liveness = LivenessMonitor()
         let options = CleanerOptions(configuration: configuration, drain: drain, credentialsDescription: credentials.description)
@@ -100,7 +100,8 @@ struct RunCommand: AsyncParsableCommand {
             retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
                                       baseDelay: configuration.retry.baseDelay, maxDelay: configuration.retry.maxDelay),
             notifier: notifier, liveness: liveness, credentials: credentials.provider,
-            credentialSource: credentials.reader, metrics: metrics?.metrics, logger: logger)
+            credentialSource: credentials.reader, metrics: metrics?.metrics,
+            sweeping: configuration.sweep.map { .init(schedule: $0, queue: store, lister: transport) }, logger: logger)
         let watchdog = WatchdogService(notifier: notifier, monitor: liveness, logger: logger)
         let reloader = ConfigurationReloader(path: configurationPath, running: configuration, cleaner: cleaner,
                                              credentials: credentials.reader, notifier: notifier, logger: logger)

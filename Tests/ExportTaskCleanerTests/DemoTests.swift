@@ -29,13 +29,16 @@ struct DemoTests {
         #expect((report.counts[.pending] ?? 0) + (report.counts[.inProgress] ?? 0) == 0)
         #expect(report.unfinished == 0)
         let outcomes: [TaskState] = [.deleted, .notFound, .forbidden, .rejected, .failed, .invalid]
-        #expect(outcomes.reduce(0) { $0 + (report.counts[$1] ?? 0) } == 60)
-        #expect(report.finished == 60)
+        // 60 fed, and 58 swept: of the 120 the simulator lists, the finished ones older than 7 days.
+        #expect(report.tasks == 118)
+        #expect(report.sweep?.hasPrefix("listed 120, finished and old enough 58, queued 58, already queued 0") == true)
+        #expect(outcomes.reduce(0) { $0 + (report.counts[$1] ?? 0) } == 118)
+        #expect(report.finished == 118)
         #expect(report.signatureFailures == 0)
         #expect((report.counts[.deleted] ?? 0) > 0)
         // Every retry was answered by a scripted 429 or 503; every request was counted.
         #expect(report.retries == report.tooManyRequests + report.serverErrors)
-        #expect(report.requests == 60 + report.retries)
+        #expect(report.requests == 118 + report.retries)
         #expect(report.signing == .v11HMACSHA256)
 
         let summary = report.summary
@@ -56,7 +59,9 @@ struct DemoTests {
         await #expect(try store.counts() == report.counts)
         var audited: Set<String> = []
         try await store.auditEntries(AuditFilter()) { audited.insert($0.exportTaskID) }
-        #expect(audited == Set((1...60).map(Demo.exportTaskID)))
+        #expect(audited.filter { $0.hasPrefix("demo-") } == Set((1...60).map(Demo.exportTaskID)))
+        #expect(audited.count == 118)
+        #expect(summary.contains("Sweep (finished export tasks older than 7d): listed 120"))
 
         // The configuration it wrote opens that database and holds no secret.
         let configuration = try ConfigurationLoader.load(path: report.configPath)
@@ -68,7 +73,7 @@ struct DemoTests {
 
         // Progress went up to every task, never beyond.
         let seen = progress.events
-        #expect(seen.allSatisfy { $0.done <= 60 && $0.total == 60 && $0.inFlight <= 8 })
+        #expect(seen.allSatisfy { $0.done <= 118 && $0.total == 118 && $0.inFlight <= 8 })
         #expect(zip(seen, seen.dropFirst()).allSatisfy { $0.done <= $1.done })
     }
 

@@ -66,7 +66,8 @@ import Testing
         for algorithm in ["sdk", "v11"] {
             for suffix in ["", "-instance", "-token", "-instance-token"] { expected.append("\(algorithm)-delete\(suffix)") }
         }
-        expected += ["v11-delete-last-second-of-year", "sdk-delete-escaped-segment", "v11-get-query"]
+        expected += ["v11-delete-last-second-of-year", "sdk-delete-escaped-segment", "v11-get-query",
+                     "sdk-list-export-tasks", "v11-list-export-tasks-marker-instance-token"]
         #expect(fixture.vectors.map(\.name) == expected)
     }
 
@@ -101,6 +102,19 @@ import Testing
         #expect(Self.lines(sent) == Self.lines(try Self.pairs(vector.sdk.headers)))
         let wireQuery = PercentEncoding.query(query)
         #expect(PercentEncoding.path(input.pathSegments) + (wireQuery.isEmpty ? "" : "?" + wireQuery) == vector.sdk.uri)
+    }
+
+    /// The list request the sweep sends (docs/commands.md, "sweep") has the query and the
+    /// path the SDK signed for ListExportTasks, so its signature is the SDK's.
+    @Test(arguments: ["sdk-list-export-tasks", "v11-list-export-tasks-marker-instance-token"])
+    func listRequestIsTheSDKs(_ name: String) throws {
+        let vector = try #require(try Self.fixture().vectors.first { $0.name == name })
+        let input = vector.input
+        let marker = input.query.first { $0.first == "marker" }?.last
+        let request = ListExportTasksRequest(projectID: input.pathSegments[2], limit: 50, marker: marker)
+        #expect(request.query.map { [$0.0, $0.1] } == input.query)
+        #expect(["v5", "iot", request.projectID, "export-tasks"] == input.pathSegments)
+        #expect(PercentEncoding.path(input.pathSegments) + "?" + PercentEncoding.query(request.query) == vector.sdk.uri)
     }
 
     // MARK: - Helpers

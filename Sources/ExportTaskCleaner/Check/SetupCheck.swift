@@ -127,4 +127,35 @@ public enum SetupCheck {
             return Verdict(ok: false, exitCode: 1, explanation: "\(status), refused (\(detail)): see the error code in IoTDA's documentation")
         }
     }
+
+    /// Explains a list request's outcome for `check --probe`: a 2xx whose body is not a list
+    /// of export tasks is a problem too.
+    public static func explainList(_ listed: ListResult) -> Verdict {
+        if let problem = listed.problem, let status = listed.response.httpStatus {
+            return Verdict(ok: false, exitCode: 1, explanation:
+                "\(status), but the answer is not a list of export tasks (\(TextFormat.printable(problem))): check the endpoint and proxies")
+        }
+        return explainList(listed.response)
+    }
+
+    /// Explains an answer to a list of export tasks (`check --probe`, `sweep`): as a delete's,
+    /// but a 403 names the list's IAM action and a 404 is never an export task's.
+    public static func explainList(_ result: DeleteResult) -> Verdict {
+        let detail = [result.httpStatus.map { "HTTP \($0)" }, result.errorCode, result.errorMessage,
+                      result.requestID.map { "request ID \($0)" }]
+            .compactMap { $0 }.map(TextFormat.printable).joined(separator: "; ")
+        switch result.httpStatus {
+        case let status? where (200..<300).contains(status) && result.unfinishedAnswerStatus == nil:
+            return Verdict(ok: true, exitCode: 0, explanation:
+                "\(status): the credentials and the permission to list export tasks work")
+        case 403?:
+            return Verdict(ok: false, exitCode: 1, explanation:
+                "403, forbidden (\(detail)): the credentials work, but their user lacks the IAM action iotda:exporttasks:queryList, or the project or instance is not theirs")
+        case 404? where !(result.errorCode ?? "").hasPrefix("APIG"):
+            return Verdict(ok: false, exitCode: 1, explanation:
+                "404 (\(detail)): the endpoint answers but does not list export tasks; check the endpoint, region and project")
+        default:
+            return explain(result)
+        }
+    }
 }

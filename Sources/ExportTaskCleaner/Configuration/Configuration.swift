@@ -31,6 +31,21 @@ public struct Configuration: Sendable, Equatable {
     public var metricsListen: ListenAddress?
     /// `retention`: on by default (90 days); nil keeps everything.
     public var retention: Retention? = Retention()
+    /// `sweep`: the service lists the project's export tasks and queues the finished ones
+    /// (docs/configuration.md); nil (the default): it does not.
+    public var sweep: Sweep?
+
+    public struct Sweep: Sendable, Equatable {
+        /// How often: at start, and then this long after each sweep ended.
+        public var every: Duration
+        /// `older_than`: an age as `audit --since` reads one (`7d`).
+        public var olderThan: String
+
+        public init(every: Duration, olderThan: String = "7d") {
+            self.every = every
+            self.olderThan = olderThan
+        }
+    }
 
     public struct Auth: Sendable, Equatable {
         public var method: AuthMethod = .aksk

@@ -140,7 +140,7 @@ public enum ConfigurationLoader {
             let keys = try object(root, "", allowed: [
                 "database", "endpoint", "region", "project_id", "instance_id", "auth", "concurrency",
                 "max_requests_per_second", "retry", "request_timeout_ms", "lease_seconds", "shutdown_grace_ms",
-                "poll_interval_ms", "log_level", "metrics", "retention",
+                "poll_interval_ms", "log_level", "metrics", "retention", "sweep",
             ])
             func required(_ key: String) throws -> JSONValue.Located {
                 guard let value = keys[key] else { throw fail(key, root.line, "missing; it is required") }
@@ -185,6 +185,7 @@ public enum ConfigurationLoader {
             if let retention = keys["retention"] {
                 configuration.retention = retention.value == .null ? nil : try self.retention(retention)
             }
+            if let sweep = keys["sweep"], sweep.value != .null { configuration.sweep = try self.sweep(sweep) }
             configuration.requestTimeout = try milliseconds(keys["request_timeout_ms"], "request_timeout_ms", 100...600_000, default: configuration.requestTimeout)
             if let value = keys["lease_seconds"] {
                 configuration.leaseDuration = .seconds(try integer(value, "lease_seconds", 5...86_400, unit: " (seconds)"))
@@ -277,6 +278,26 @@ public enum ConfigurationLoader {
             }
             if let folder = keys["archive_dir"] { retention.archiveDirectory = try string(folder, "retention.archive_dir") }
             return retention
+        }
+
+        /// `sweep`: `every` (an age from 1m to 30d) and `older_than` (an age, default 7d), as
+        /// `audit --since` reads an age (docs/configuration.md).
+        func sweep(_ value: JSONValue.Located) throws -> Configuration.Sweep {
+            let keys = try object(value, "sweep", allowed: ["every", "older_than"])
+            guard let everyValue = keys["every"] else { throw fail("sweep.every", value.line, "missing; it is required") }
+            let every = try string(everyValue, "sweep.every")
+            guard let seconds = AuditFilter.ageSeconds(every), seconds >= 60, seconds <= 30 * 86_400 else {
+                throw fail("sweep.every", everyValue.line, "expected an age from 1m to 30d such as 15m, 1h or 1d, got \(IDList.quoted(every))")
+            }
+            var sweep = Configuration.Sweep(every: .milliseconds(Int64(seconds * 1000)))
+            if let olderValue = keys["older_than"] {
+                let older = try string(olderValue, "sweep.older_than")
+                guard let age = AuditFilter.ageSeconds(older), age <= AuditFilter.longestAge else {
+                    throw fail("sweep.older_than", olderValue.line, "expected an age such as 2h or 7d (at most 100 years), got \(IDList.quoted(older))")
+                }
+                sweep.olderThan = older
+            }
+            return sweep
         }
 
         func retry(_ value: JSONValue.Located) throws -> Configuration.Retry {

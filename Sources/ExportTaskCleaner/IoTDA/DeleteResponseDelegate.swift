@@ -18,6 +18,8 @@ struct ReceivedResponse: Sendable {
     /// The `Date` header of a 401, for the clock diagnosis.
     var date: String?
     var body: [UInt8] = []
+    /// The body was longer than the most read: only its first part is in ``body``.
+    var bodyTruncated = false
 }
 
 /// Collects the response and records whether the request head was written, which decides
@@ -61,6 +63,7 @@ final class DeleteResponseDelegate: HTTPClientResponseDelegate {
         received.withLock {
             let room = maxBodyBytes - $0.body.count
             if room > 0 { $0.body.append(contentsOf: buffer.readableBytesView.prefix(room)) }
+            if buffer.readableBytes > room { $0.bodyTruncated = true }
         }
         return task.eventLoop.makeSucceededVoidFuture()
     }

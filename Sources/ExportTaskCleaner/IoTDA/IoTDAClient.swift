@@ -10,7 +10,8 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// Deletes export tasks over HTTPS: `DELETE /v5/iot/{project_id}/export-tasks/{export_task_id}`.
+/// Deletes export tasks over HTTPS: `DELETE /v5/iot/{project_id}/export-tasks/{export_task_id}`;
+/// lists them for a sweep (`GET /v5/iot/{project_id}/export-tasks`, in `IoTDAClient+List.swift`).
 ///
 /// One shared AsyncHTTPClient `HTTPClient` (HTTP/1.1 keep-alive, up to `concurrency` connections,
 /// TLS verification on, redirects off). Each request is signed with the access key (or carries
@@ -83,7 +84,7 @@ public final class IoTDAClient: IoTDATransport, Sendable {
     private let requestTimeoutMilliseconds: Int64
     private let connectTimeoutMilliseconds: Int64
     private let http: OwnedHTTPClient
-    private let logger: Logger
+    let logger: Logger
     private let now: @Sendable () -> Date
 
     public init(configuration: Configuration, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) throws {
@@ -172,48 +173,89 @@ public final class IoTDAClient: IoTDATransport, Sendable {
     }
 
     public func delete(_ request: DeleteRequest) async -> DeleteResult {
+        let sent = await send(
+            method: .DELETE, segments: ["v5", "iot", request.projectID, "export-tasks", request.exportTaskID], query: [],
+            projectID: request.projectID, instanceID: request.instanceID, maxBodyBytes: Self.maxBodyBytes)
+        switch sent {
+        case .failed(let result) where result.httpStatus == nil:
+            logger.trace(
+                "delete failed without a response",
+                metadata: [
+                    "export_task_id": "\(request.exportTaskID)", "delivery": "\(result.delivery.rawValue)",
+                    "error": "\(result.errorMessage ?? "")",
+                ])
+            return result
+        case .failed(let result):
+            // An answer whose body did not finish: its status is the outcome.
+            return result
+        case .answered(let result, _):
+            logger.trace(
+                "delete answered",
+                metadata: [
+                    "export_task_id": "\(request.exportTaskID)", "http_status": "\(result.httpStatus ?? 0)",
+                    "request_id": "\(result.requestID ?? "")",
+                ])
+            return result
+        }
+    }
+
+    /// What ``send(method:segments:query:projectID:instanceID:maxBodyBytes:)`` got: an answer
+    /// (its result and its body, cut at the limit), or a failure (without a status, or one
+    /// whose head came and whose body did not, which is then the result).
+    enum Sent {
+        case answered(DeleteResult, ReceivedResponse)
+        case failed(DeleteResult)
+    }
+
+    /// Signs and sends one request of the export-task API (the path's segments escaped, the
+    /// query in the canonical order the signature covers) and reduces the answer.
+    func send(
+        method: HTTPMethod, segments: [String], query: [(String, String)], projectID: String, instanceID: String?,
+        maxBodyBytes: Int
+    ) async -> Sent {
         let clock = ContinuousClock()
         let start = clock.now
         if Task.isCancelled {
-            return .noResponse(delivery: .notSent, message: "cancelled", duration: .zero)
+            return .failed(.noResponse(delivery: .notSent, message: "cancelled", duration: .zero))
         }
-        let segments = ["v5", "iot", request.projectID, "export-tasks", request.exportTaskID]
         let path = PercentEncoding.path(segments)
+        let queryString = PercentEncoding.query(query)
 
         let signedAt = now()
         guard let (authorization, generation) = credentials.authorization(at: signedAt) else {
             // Temporary credentials expired and not yet replaced: nothing may be signed with them.
-            return DeleteResult(classification: .authRefused, delivery: .notSent,
-                                errorMessage: Self.expiredCredentials, duration: clock.now - start)
+            return .failed(DeleteResult(classification: .authRefused, delivery: .notSent,
+                                        errorMessage: Self.expiredCredentials, duration: clock.now - start))
         }
         var headers = HTTPHeaders()
         headers.reserveCapacity(8)
         switch authorization {
         case .signed(let signer):
-            var toSign: [(String, String)] = [("Host", endpoint.hostHeader), ("X-Project-Id", request.projectID)]
-            if let instanceID = request.instanceID, !instanceID.isEmpty { toSign.append(("Instance-Id", instanceID)) }
+            var toSign: [(String, String)] = [("Host", endpoint.hostHeader), ("X-Project-Id", projectID)]
+            if let instanceID, !instanceID.isEmpty { toSign.append(("Instance-Id", instanceID)) }
             let signed = signer.sign(
-                method: "DELETE", pathSegments: segments, query: [], headers: toSign, body: [], date: signedAt)
+                method: method.rawValue, pathSegments: segments, query: query, headers: toSign, body: [], date: signedAt)
             for (name, value) in signed { headers.add(name: name, value: value) }
         case .token(let token):
             headers.add(name: "Host", value: endpoint.hostHeader)
-            headers.add(name: "X-Project-Id", value: request.projectID)
-            if let instanceID = request.instanceID, !instanceID.isEmpty { headers.add(name: "Instance-Id", value: instanceID) }
+            headers.add(name: "X-Project-Id", value: projectID)
+            if let instanceID, !instanceID.isEmpty { headers.add(name: "Instance-Id", value: instanceID) }
             headers.add(name: "X-Auth-Token", value: token)
         }
         headers.add(name: "User-Agent", value: userAgent)
 
         let httpRequest: HTTPClient.Request
         do {
-            httpRequest = try HTTPClient.Request(url: endpoint.baseURL + path, method: .DELETE, headers: headers)
+            let url = endpoint.baseURL + path + (queryString.isEmpty ? "" : "?" + queryString)
+            httpRequest = try HTTPClient.Request(url: url, method: method, headers: headers)
         } catch {
             // Cannot happen with an escaped path; never retried if it does.
-            return DeleteResult(
+            return .failed(DeleteResult(
                 classification: .rejected, delivery: .notSent,
-                errorMessage: "could not build the request: \(error)", duration: clock.now - start)
+                errorMessage: "could not build the request: \(error)", duration: clock.now - start))
         }
 
-        let delegate = DeleteResponseDelegate(maxBodyBytes: Self.maxBodyBytes)
+        let delegate = DeleteResponseDelegate(maxBodyBytes: maxBodyBytes)
         let task = http.client.execute(
             request: httpRequest,
             delegate: delegate,
@@ -233,9 +275,9 @@ public final class IoTDAClient: IoTDATransport, Sendable {
             if let error = error as? HTTPClientError, Self.refusals.contains(error.shortDescription) {
                 // The HTTP client found the request itself malformed (a header value with a
                 // line break, say): nothing was sent, and sending it again cannot help.
-                return DeleteResult(
+                return .failed(DeleteResult(
                     classification: .rejected, delivery: .notSent,
-                    errorMessage: "the HTTP client refused the request: \(error.shortDescription)", duration: duration)
+                    errorMessage: "the HTTP client refused the request: \(error.shortDescription)", duration: duration))
             }
             if let status = delegate.receivedStatus {
                 // The head came and the body did not: the status line is the server's decision
@@ -243,26 +285,12 @@ public final class IoTDAClient: IoTDATransport, Sendable {
                 var result = answered(delegate.receivedSoFar, generation: generation, duration: duration)
                 result.errorMessage = describeUnfinished(error, status: status)
                 result.unfinishedAnswerStatus = status
-                return result
+                return .failed(result)
             }
             let delivery = FailedDelivery.classify(error, headWritten: delegate.wasHeadSent)
-            let message = describe(error)
-            logger.trace(
-                "delete failed without a response",
-                metadata: [
-                    "export_task_id": "\(request.exportTaskID)", "delivery": "\(delivery.rawValue)",
-                    "error": "\(message)",
-                ])
-            return .noResponse(delivery: delivery, message: message, duration: duration)
+            return .failed(.noResponse(delivery: delivery, message: describe(error), duration: duration))
         }
-        let result = answered(response, generation: generation, duration: clock.now - start)
-        logger.trace(
-            "delete answered",
-            metadata: [
-                "export_task_id": "\(request.exportTaskID)", "http_status": "\(response.status)",
-                "request_id": "\(result.requestID ?? "")",
-            ])
-        return result
+        return .answered(answered(response, generation: generation, duration: clock.now - start), response)
     }
 
     /// The result of an answer: its status, and what its headers and error body say.

@@ -74,12 +74,20 @@ extension PostgresQueueStore {
         var instance_id: String?
     }
 
+    private struct NoteKey: Hashable {
+        var exportTaskID: String
+        var projectID: String?
+    }
+
     public func enqueue(_ list: EnqueueList, now: Date) async throws -> EnqueueSummary {
         let (at, runner, logger) = (Timestamp.format(now), runner, logger)
         return try await write(timeout: Self.commandTimeout) { connection in
             var summary = EnqueueSummary()
             var chunk: [EncodedItem] = []
             var invalid: [EnqueueItem] = []
+            // The `queued` audit rows of the items that ask for one (a sweep's), by task.
+            var notes: [NoteKey: String] = [:]
+            var audit = PostgresAuditRows(runner: runner)
             func insertChunk() async throws {
                 guard !chunk.isEmpty else { return }
                 let rows = try await connection.query("""
@@ -89,25 +97,33 @@ extension PostgresQueueStore {
                         AS (export_task_id text, project_id text, instance_id text)) WITH ORDINALITY AS r
                     ORDER BY r.ordinality
                     ON CONFLICT ((coalesce(project_id, '')), export_task_id) DO NOTHING
-                    RETURNING 1
+                    RETURNING id, export_task_id, project_id
                     """, logger: logger)
                 var inserted = 0
-                for try await _ in rows { inserted += 1 }
+                for try await (id, exportTaskID, projectID) in rows.decode((Int, String, String?).self) {
+                    inserted += 1
+                    if let note = notes[NoteKey(exportTaskID: exportTaskID, projectID: projectID)] {
+                        audit.append(taskID: id, exportTaskID: exportTaskID, projectID: projectID,
+                                     record: AuditRecord(outcome: .queued, at: now, errorMessage: note))
+                    }
+                }
                 summary.queued += inserted
                 summary.alreadyQueued += chunk.count - inserted
                 chunk.removeAll(keepingCapacity: true)
+                notes.removeAll(keepingCapacity: true)
             }
             // The list is read as it is inserted, a chunk at a time (``EnqueueList``).
             for items in list.batches(of: Self.enqueueChunk) {
                 for item in items {
                     guard ExportTaskID.isValid(item.exportTaskID) else { invalid.append(item); continue }
-                    chunk.append(EncodedItem(export_task_id: item.exportTaskID, project_id: item.projectID.map(PostgresText.clean),
+                    let project = item.projectID.map(PostgresText.clean)
+                    chunk.append(EncodedItem(export_task_id: item.exportTaskID, project_id: project,
                                              instance_id: item.instanceID.map(PostgresText.clean)))
+                    if let note = item.auditNote { notes[NoteKey(exportTaskID: item.exportTaskID, projectID: project)] = PostgresText.clean(note) }
                 }
                 try await insertChunk()
             }
             // An invalid ID is kept as a record of what was fed, bounded, with an audit row.
-            var audit = PostgresAuditRows(runner: runner)
             for item in invalid {
                 let recorded = PostgresText.clean(ExportTaskID.recordable(item.exportTaskID))
                 let project = item.projectID.map(PostgresText.clean)

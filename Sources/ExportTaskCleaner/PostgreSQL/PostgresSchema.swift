@@ -158,6 +158,15 @@ public enum PostgresSchema {
             )
             """,
         ],
+        // Version 2 (docs/database.md, "The database"): the `queued` audit row of a task a sweep queued.
+        [
+            "ALTER TABLE audit_log DROP CONSTRAINT audit_log_outcome_check",
+            """
+            ALTER TABLE audit_log ADD CONSTRAINT audit_log_outcome_check CHECK (outcome IN
+                ('deleted', 'not_found', 'not_found_after_unknown', 'forbidden', 'rejected', 'retry', 'failed',
+                 'auth_refused', 'invalid', 'requeued', 'queued', 'lease_expired', 'released'))
+            """,
+        ],
     ]
 
     /// The schema version this release writes.

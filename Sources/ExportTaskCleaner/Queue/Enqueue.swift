@@ -6,12 +6,17 @@ public struct EnqueueItem: Sendable, Equatable {
     public var projectID: String?
     public var instanceID: String?
     public var line: Int?
+    /// When set, a task this item adds gets a `queued` audit row with this as its
+    /// `error_message`, saying where it came from (a sweep: docs/database.md). Nil: no row.
+    public var auditNote: String?
 
-    public init(exportTaskID: String, projectID: String? = nil, instanceID: String? = nil, line: Int? = nil) {
+    public init(exportTaskID: String, projectID: String? = nil, instanceID: String? = nil, line: Int? = nil,
+                auditNote: String? = nil) {
         self.exportTaskID = exportTaskID
         self.projectID = projectID
         self.instanceID = instanceID
         self.line = line
+        self.auditNote = auditNote
     }
 }
 

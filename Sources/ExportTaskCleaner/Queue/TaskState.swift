@@ -32,6 +32,9 @@ public enum AuditOutcome: String, Sendable, CaseIterable, Codable {
     // Without a request.
     case invalid
     case requeued
+    /// Queued by a sweep (docs/database.md): the row's `error_message` says which sweep and what
+    /// the list said of the task. Tasks fed by `enqueue` get no row.
+    case queued
     case leaseExpired = "lease_expired"
     case released
 }

@@ -82,6 +82,12 @@ extension SQLiteQueue {
                 try insertOne(item, valid: false)
                 return
             }
+            if item.auditNote != nil {
+                // With its audit row: one at a time.
+                try flush()
+                try insertOne(item, valid: true)
+                return
+            }
             if let first = run.first, first.projectID != item.projectID || first.instanceID != item.instanceID {
                 try flush()
             }
@@ -123,6 +129,10 @@ extension SQLiteQueue {
             let inserted = db.changes == 1
             if valid {
                 if inserted { summary.queued += 1 } else { summary.alreadyQueued += 1 }
+                if inserted, let note = item.auditNote {
+                    try store.insertAudit(db, taskID: db.lastInsertRowID, exportTaskID: exportTaskID, projectID: item.projectID,
+                                          record: AuditRecord(outcome: .queued, at: now, errorMessage: note))
+                }
                 return
             }
             summary.invalid.append(.init(

@@ -134,6 +134,9 @@ enum SQLiteSchema {
             WHEN NEW.id <= (SELECT last_id FROM audit_archive ORDER BY seq DESC LIMIT 1)
             BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: an ID at or below the archive checkpoint is refused'); END;
         """,
+        // Version 5 (docs/database.md, "The database"): the `queued` audit row of a task a sweep
+        // queued, allowed in the CHECK of `audit_log.outcome` by `allowQueued`.
+        "-- version 5: audit_log.outcome 'queued'",
     ]
 
     static var currentVersion: Int { migrations.count }
@@ -191,6 +194,24 @@ enum SQLiteSchema {
         try connection.execute("PRAGMA schema_version = \(schemaVersion + 1)")
     }
 
+    /// Adds `queued` to the CHECK constraint of `audit_log.outcome`, in place, as
+    /// ``allowNotFoundAfterUnknown(_:)`` does (a loosened constraint: nothing is copied).
+    private static func allowQueued(_ connection: SQLiteConnection) throws {
+        let schemaVersion = try connection.scalarInt("PRAGMA schema_version") ?? 0
+        try connection.execute("PRAGMA writable_schema = ON")
+        defer { try? connection.execute("PRAGMA writable_schema = OFF") }
+        let update = try connection.prepare("""
+            UPDATE sqlite_schema SET sql = replace(sql, '''requeued'', ', '''requeued'', ''queued'', ')
+            WHERE type = 'table' AND name = 'audit_log' AND instr(sql, '''requeued'', ') > 0
+            """)
+        try update.run()
+        guard connection.changes == 1 else {
+            throw CleanerError.runtime(
+                "database: \(connection.path): the CHECK constraint of audit_log is not the one export-task-cleaner wrote, so version 5 of the schema cannot be applied; nothing was changed")
+        }
+        try connection.execute("PRAGMA schema_version = \(schemaVersion + 1)")
+    }
+
     /// Checks, without changing anything, that the file is a queue of the current version: for
     /// the commands that only read (`status`, `audit`).
     static func check(_ connection: SQLiteConnection) throws {
@@ -244,6 +265,7 @@ enum SQLiteSchema {
                 try connection.execute(migrations[step])
                 if step == 1 { try chainExistingRows(connection) }
                 if step == 2 { try allowNotFoundAfterUnknown(connection) }
+                if step == 4 { try allowQueued(connection) }
             }
             // user_version cannot be bound; the value is a compile-time constant.
             try connection.execute("PRAGMA user_version = \(currentVersion)")

@@ -67,7 +67,7 @@ extension CleanerService {
     }
 
     /// Waits for this request's start slot. Returns why it must not be sent, or nil to send.
-    private func waitForStart() async -> String? {
+    func waitForStart() async -> String? {
         guard !isStopping else { return "shutting down" }
         guard case .start(let slot, var schedule) = traffic.permit(now: clock.instant()) else { return pausedReason }
         var wakeAt = slot
@@ -205,13 +205,14 @@ extension CleanerService {
         return metadata
     }
 
-    private func report(_ change: TrafficControl.Change, result: DeleteResult, task: ClaimedTask) {
+    /// Logs what an answer changed; `task` is nil for a sweep's list request.
+    func report(_ change: TrafficControl.Change, result: DeleteResult, task: ClaimedTask?) {
         switch change {
         case .none:
             break
         case .circuitOpened(let pause, let refusals):
             var metadata: Logger.Metadata = [
-                "export_task_id": "\(task.exportTaskID)",
+                "export_task_id": "\(task?.exportTaskID ?? "none (a list request)")",
                 "credentials": "\(credentials?.description ?? options.credentialsDescription)",
                 "error_code": "\(result.errorCode ?? "none")",
                 "request_id": "\(result.requestID ?? "none")",
@@ -232,7 +233,7 @@ extension CleanerService {
             if let status = pauseStatus(traffic.snapshot.circuit) { _ = notifier?.status(status) }
         case .throttled(let rate, let concurrency):
             logger.warning("server asked to slow down (429); rate and concurrency halved", metadata: [
-                "export_task_id": "\(task.exportTaskID)",
+                "export_task_id": "\(task?.exportTaskID ?? "none (a list request)")",
                 "rate": "\(rate)", "concurrency": "\(concurrency)",
             ])
         }

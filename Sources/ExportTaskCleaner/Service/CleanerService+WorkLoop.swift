@@ -33,7 +33,7 @@ extension CleanerService {
     private func workLoop(events: AsyncStream<LoopEvent>, sink: AsyncStream<LoopEvent>.Continuation,
                           runners: inout DiscardingTaskGroup, timers: inout DiscardingTaskGroup) async -> RunOutcome {
             var iterator = events.makeAsyncIterator()
-            let ready = ReadyTasks()
+            let ready = readyTasks
             // Another runner holds a task: its outcome follows soon, and may share a transaction.
             recorder.setMoreExpected { [weak self] in
                 guard let self, !self.isStopping, !self.traffic.snapshot.circuit.holdsRequests else { return false }
@@ -60,7 +60,7 @@ extension CleanerService {
                         let version = try? await database.changeSignal()
                         actions = machine.on(.dataVersion(version))
                     case .measureSlots:
-                        let slots = traffic.freeSlots(inFlight: ready.inFlight, now: clock.instant())
+                        let slots = traffic.freeSlots(inFlight: ready.slotsInUse, now: clock.instant())
                         actions = machine.on(.slotsFree(free: slots.free, verified: slots.verified, waiting: ready.count))
                     case .claim(let limit, let now):
                         // A shutdown request still waiting in the stream (behind events that came
@@ -69,7 +69,11 @@ extension CleanerService {
                             ? machine.on(.claimed(tasks: 0, shortfall: nil))
                             : await claim(limit: limit, now: now, into: ready, machine: &machine)
                     case .checkDrained:
-                        let unfinished = try? await database.hasUnfinishedTasks()
+                        // Not drained before the first sweep has queued what it finds, nor while
+                        // a refusal (of a sweep's list, say) has just paused requests: the
+                        // next pass stops the drain as refused instead.
+                        let unfinished = shared.withLock({ $0.firstSweepPending }) || traffic.snapshot.circuit.isOpen
+                            ? true : try? await database.hasUnfinishedTasks()
                         actions = machine.on(.drainChecked(unfinished: unfinished))
                     case .settle:
                         actions = machine.on(.settled(now: clock.now()))
@@ -107,7 +111,10 @@ extension CleanerService {
             recorder.submit(contentsOf: ready.close().map { releasing($0, reason: "shutting down") })
         case .startRunners(let slots):
             for _ in 0..<slots {
-                guard let first = ready.startRunner() else { break }
+                // Checked again as each starts: a sweep's list request may have taken a slot.
+                guard let first = ready.startRunner(mayStart: {
+                    traffic.freeSlots(inFlight: $0, now: clock.instant(), mayStartProbe: false).free > 0
+                }) else { break }
                 runners.addTask { await self.runner(first, ready: ready, prefetch: prefetch, events: sink) }
             }
         case .scheduleTick(let wait):

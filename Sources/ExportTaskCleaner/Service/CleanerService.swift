@@ -37,6 +37,8 @@ public final class CleanerService: Service, Sendable {
         /// The work loop's events, while `run()` runs. Expired leases are announced here: this
         /// service's own writes do not change `PRAGMA data_version`.
         var events: AsyncStream<LoopEvent>.Continuation?
+        /// A sweep is configured and its first has not ended (``sweepLoop(_:)``).
+        var firstSweepPending = false
     }
 
     let options: CleanerOptions
@@ -60,9 +62,14 @@ public final class CleanerService: Service, Sendable {
     let random: any RandomSource
     let notifier: SystemdNotifier?
     let liveness: LivenessMonitor?
+    /// The periodic sweep, when configured (`sweep`).
+    let sweeping: Sweeping?
     let logger: Logger
     let traffic: TrafficControl
     let recorder: OutcomeRecorder
+    /// Claimed tasks waiting for a runner, and the slots in use (the work loop's; a sweep
+    /// borrows one for each list request).
+    let readyTasks = ReadyTasks()
     let shared = Mutex(Shared())
     private let finalOutcome = Mutex<RunOutcome?>(nil)
     /// A service runs once: its recorder and event stream are finished when it ends.
@@ -74,7 +81,8 @@ public final class CleanerService: Service, Sendable {
                 retry: any RetryStrategy, clock: any ServiceClock = SystemClock(),
                 random: any RandomSource = SystemRandomSource(), notifier: SystemdNotifier? = nil,
                 liveness: LivenessMonitor? = nil, credentials: CredentialProvider? = nil,
-                credentialSource: CredentialSourceReader? = nil, metrics: ServiceMetrics? = nil, logger: Logger) {
+                credentialSource: CredentialSourceReader? = nil, metrics: ServiceMetrics? = nil,
+                sweeping: Sweeping? = nil, logger: Logger) {
         self.options = options
         self.database = store
         self.transport = transport
@@ -86,6 +94,7 @@ public final class CleanerService: Service, Sendable {
         self.random = random
         self.notifier = notifier
         self.liveness = liveness
+        self.sweeping = sweeping
         self.logger = logger
         var beforeProbe: (@Sendable () -> Void)?
         if let credentialSource { beforeProbe = { credentialSource.beforeProbe() } }
@@ -117,7 +126,10 @@ public final class CleanerService: Service, Sendable {
         }
         let startedAt = clock.now()
         let (events, sink) = AsyncStream.makeStream(of: LoopEvent.self)
-        shared.withLock { $0.events = sink }
+        shared.withLock {
+            $0.events = sink
+            $0.firstSweepPending = sweeping != nil
+        }
         credentials?.setListener { [weak self] change in self?.credentialsChanged(change) }
         defer {
             credentials?.setListener(nil)
@@ -137,6 +149,7 @@ public final class CleanerService: Service, Sendable {
         let recording = Task { await self.recorder.run { batch, written in self.committed(batch, written: written, events: sink) } }
         let outcome = await withTaskGroup(of: Void.self, returning: RunOutcome.self) { background in
             background.addTask { await self.housekeeping(startedAt: startedAt) }
+            if let sweeping = self.sweeping { background.addTask { await self.sweepLoop(sweeping) } }
             let outcome = await self.workLoop(events: events, sink: sink)
             // Normally nothing is left to write: the work loop waited for every commit. Cut
             // off (cancelled, or past the shutdown deadline), each waiting batch is tried once

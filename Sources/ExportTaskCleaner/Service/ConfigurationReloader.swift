@@ -118,6 +118,7 @@ public final class ConfigurationReloader: Service, Sendable {
             ("poll_interval_ms", false, old.pollInterval != new.pollInterval),
             ("metrics.listen", false, old.metricsListen != new.metricsListen),
             ("retention", false, old.retention != new.retention),
+            ("sweep", false, old.sweep != new.sweep),
         ]
         return keys.filter { $0.1 == reloadable && $0.2 }.map(\.0)
     }
