@@ -80,7 +80,7 @@ struct AuditChainTests {
             try db.execute("INSERT INTO audit_log(task_id, export_task_id, attempt, outcome, delivery, runner) VALUES (\(index), 't\(index)', 1, 'deleted', 'answered', 'old:1')")
         }
         let store = try SQLiteQueueStore(path: path)
-        #expect(try db.scalarInt("PRAGMA user_version") == SQLiteSchema.currentVersion)
+        #expect(try db.scalarInt("PRAGMA user_version") == SQLiteQueue.schemaVersion)
         _ = try await store.enqueue(TestSupport.items(["new one!"]), now: now)
         let result = try await store.verifyAuditChain()
         #expect(result.problem == nil)

@@ -265,7 +265,7 @@ struct AuditTrailTests {
                 VALUES ('claimed', 'in_progress', 2, 'old', '2000-01-01T00:00:00.000Z'), ('waiting', 'pending', 1, NULL, NULL);
             """)
         let store = try SQLiteQueueStore(path: path)
-        #expect(try db.scalarInt("PRAGMA user_version") == SQLiteSchema.currentVersion)
+        #expect(try db.scalarInt("PRAGMA user_version") == SQLiteQueue.schemaVersion)
         #expect(try attempts(store) == ["claimed": 3, "waiting": 1])
         try db.execute("UPDATE export_tasks SET state = 'not_found_after_unknown' WHERE export_task_id = 'waiting'")
         #expect(throws: SQLiteError.self) { try db.execute("UPDATE export_tasks SET state = 'bogus' WHERE export_task_id = 'waiting'") }

@@ -15,7 +15,7 @@ struct QueueStoreTests {
         let again = try SQLiteQueueStore(path: path)
         await #expect(try again.counts()[.pending] == 1)
         let db = try SQLiteConnection(path: path)
-        #expect(try db.scalarInt("PRAGMA user_version") == SQLiteSchema.currentVersion)
+        #expect(try db.scalarInt("PRAGMA user_version") == SQLiteQueue.schemaVersion)
         #expect(try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE name IN ('export_tasks', 'audit_log')") == 2)
         #expect(try db.scalarInt("SELECT count(*) FROM export_tasks") == 1)
     }

@@ -22,12 +22,6 @@ extension AuditFilter {
         return "expected an ISO 8601 time (2026-11-29T15:00:00Z) or an age such as 15m, 2h or 7d (at most 100 years), got \(IDList.quoted(text))"
     }
 
-    /// An age's seconds (`90s`, `15m`, `2h`, `7d`), however large, or nil when `text` is not one:
-    /// for the configuration's ages (`sweep.every`, `sweep.older_than`).
-    public static func ageSeconds(_ text: String) -> Double? {
-        age(text)
-    }
-
     /// An age's seconds, however large (digits and a point, then `s`, `m`, `h` or `d`), or nil.
     static func age(_ text: String) -> Double? {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
