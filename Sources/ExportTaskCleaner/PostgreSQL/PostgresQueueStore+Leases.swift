@@ -95,6 +95,10 @@ extension PostgresQueueStore {
             for group in groups {
                 held.removeAll(keepingCapacity: true)
                 let json = try PostgresText.json(group.map(EncodedTransition.init))
+                let (ids, tokens) = (group.map(\.task.id), Array(Set(group.map { PostgresText.clean($0.task.leaseToken) })))
+                // The rows are locked first, in `id` order, as every write that waits for row
+                // locks takes them (renewals, `requeue`): locked in the batch's order, an
+                // outcome batch and a renewal of the same service deadlocked (40P01).
                 let rows = try await connection.query("""
                     UPDATE export_tasks t SET state = v.state, next_attempt_at = coalesce(v.due::timestamptz, t.next_attempt_at),
                         finished_at = v.finished::timestamptz, lease_token = NULL, lease_expires_at = NULL,
@@ -107,6 +111,9 @@ extension PostgresQueueStore {
                         attempts bigint, http_status integer, error_code text, error_message text, request_id text,
                         token text, sent boolean, unanswered bigint)
                     WHERE t.id = v.id AND t.lease_token = v.token AND t.state = 'in_progress'
+                        AND t.id IN (SELECT id FROM export_tasks
+                            WHERE id = ANY(\(ids)) AND state = 'in_progress' AND lease_token = ANY(\(tokens))
+                            ORDER BY id FOR UPDATE)
                     RETURNING t.id
                     """, logger: logger)
                 for try await id in rows.decode(Int.self) { held.insert(id) }
@@ -130,9 +137,11 @@ extension PostgresQueueStore {
         guard !tokens.isEmpty else { return [] }
         let (tokens, until, logger) = (tokens.map(PostgresText.clean), Timestamp.format(until), logger)
         return try await write { connection in
+            // Locked in `id` order first, as ``apply(_:)`` locks them (see there).
             let rows = try await connection.query("""
                 UPDATE export_tasks SET lease_expires_at = \(until)::timestamptz
-                WHERE state = 'in_progress' AND lease_token = ANY(\(tokens))
+                WHERE id IN (SELECT id FROM export_tasks WHERE state = 'in_progress' AND lease_token = ANY(\(tokens))
+                    ORDER BY id FOR UPDATE)
                 RETURNING id
                 """, logger: logger)
             var held = Set<Int>()
