@@ -71,3 +71,16 @@ private func isWhitespace(_ scalar: Unicode.Scalar) -> Bool {
 package func isASCIIWhitespace(_ byte: UInt8) -> Bool {
     byte == UInt8(ascii: " ") || (byte >= 0x09 && byte <= 0x0D)
 }
+
+/// The decimal number that `bytes[range]` spells with ASCII digits alone, or nil when the range
+/// runs past the bytes or holds anything else. For the fixed-width fields of dates and times:
+/// at most 18 digits, so it cannot overflow.
+package func asciiDecimal(_ bytes: [UInt8], _ range: Range<Int>) -> Int? {
+    guard range.lowerBound >= 0, range.upperBound <= bytes.count, range.count <= 18 else { return nil }
+    var value = 0
+    for byte in bytes[range] {
+        guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+        value = value * 10 + Int(byte - UInt8(ascii: "0"))
+    }
+    return value
+}

@@ -45,15 +45,7 @@ public enum Timestamp {
     /// `2026-11-29`, `2026-11-29T15:48`, `2026-11-29 15:48:43`, with optional fraction and `Z`.
     public static func parse(_ text: String) -> Date? {
         let digits = Array(trimmedWhitespace(text).utf8)
-        func number(_ range: Range<Int>) -> Int? {
-            guard range.upperBound <= digits.count else { return nil }
-            var value = 0
-            for byte in digits[range] {
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                value = value * 10 + Int(byte - UInt8(ascii: "0"))
-            }
-            return value
-        }
+        func number(_ range: Range<Int>) -> Int? { asciiDecimal(digits, range) }
         guard digits.count >= 10, digits[4] == UInt8(ascii: "-"), digits[7] == UInt8(ascii: "-"),
               let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
               year >= 1600, (1...12).contains(month), (1...31).contains(day)
