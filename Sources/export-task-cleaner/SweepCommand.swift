@@ -68,12 +68,17 @@ struct SweepCommand: AsyncParsableCommand {
             retry: .exponentialJitter(maxAttempts: configuration.retry.maxAttempts,
                                       baseDelay: configuration.retry.baseDelay, maxDelay: configuration.retry.maxDelay),
             clock: SystemClock(), logger: logger)
+        // Temporary credentials (`auth.method: metadata`) are renewed while the sweep lists, as
+        // `run` renews them: a sweep of many pages may outlast one set.
+        let refreshing = credentials.refresher.map { refresher in Task { try? await refresher.run() } }
         let result: Result<SweepSummary, SweepFailure>
         do throws(SweepFailure) {
             result = .success(try await sweep.run(store: store))
         } catch {
             result = .failure(error)
         }
+        refreshing?.cancel()
+        await refreshing?.value
         try? await client.shutdown()
         try? await credentials.shutdown()
         return result

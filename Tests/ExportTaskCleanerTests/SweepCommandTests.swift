@@ -1,6 +1,7 @@
 import ExportTaskCleaner
 import Foundation
 import IoTDASimulator
+import Logging
 import Testing
 
 /// `sweep` and `check --probe`'s list request through the built binary (docs/commands.md):
@@ -48,6 +49,25 @@ struct SweepCommandTests {
         #expect(world.simulator.counters.signatureFailures == 0)
         let verify = try await run(world, ["audit", "--verify"])
         #expect(verify.status == 0, "\(verify.out)\(verify.err)")
+        try await world.stop()
+    }
+
+    @Test("temporary credentials that expire mid-sweep are renewed: 7 pages of a second each, keys of 4 s")
+    func temporaryCredentialsRenewed() async throws {
+        let simulator = try await IoTDASimulator.start(
+            .init(projectID: EndToEndTests.project, auth: .metadataCredentials, region: "cn-north-4",
+                  latency: .seconds(1), metadata: .init(credentialLifetime: .seconds(4))),
+            logger: Logger(label: "sweep-sim") { _ in SwiftLogNoOpLogHandler() })
+        let folder = try TestSupport.makeFolder("sweep-metadata")
+        let world = World(simulator: simulator, folder: folder, database: folder.appendingPathComponent("queue.sqlite3").path)
+        let (tasks, expected) = SweepTests.population(300, olderThanDays: 7)
+        simulator.addExportTasks(tasks)
+        let swept = try await run(world, ["sweep"], config: ["auth": ["method": "metadata", "metadata_endpoint": simulator.endpoint]],
+                                  environment: [:])
+        #expect(swept.status == 0, "\(swept.err)")
+        #expect(swept.out.hasPrefix("listed 300, finished and old enough \(expected.count), queued \(expected.count),"), "\(swept.out)")
+        #expect(simulator.counters.metadataCredentialRequests >= 2, "renewed at least once")
+        #expect(simulator.counters.expiredCredentialRequests == 0)
         try await world.stop()
     }
 
