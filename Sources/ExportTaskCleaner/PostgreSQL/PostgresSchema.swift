@@ -167,6 +167,7 @@ public enum PostgresSchema {
                  'auth_refused', 'invalid', 'requeued', 'queued', 'lease_expired', 'released'))
             """,
         ],
+        retention,
     ]
 
     /// The schema version this release writes.

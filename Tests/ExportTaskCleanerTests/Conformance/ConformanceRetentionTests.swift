@@ -6,7 +6,7 @@ import Testing
 
 /// Retention on every store (docs/database.md, "Retention"): what leaves the database is in an
 /// archive first, the archives and the database verify as one chain, and every task left is
-/// consistent with its audit rows. PostgreSQL refuses it for now, and says so.
+/// consistent with its audit rows.
 @Suite("Store conformance: retention")
 struct ConformanceRetentionTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
@@ -20,21 +20,7 @@ struct ConformanceRetentionTests {
         try await harness.textRows(sql).compactMap { $0[0].flatMap { Int($0) } }
     }
 
-    @Test("PostgreSQL: prune and archive verification say they are not there yet", arguments: StoreKind.available.filter { $0 == .postgres })
-    func notYetOnPostgres(kind: StoreKind) async throws {
-        let harness = try await kind.makeHarness()
-        try await RetentionFixture.fillAndDrain(harness.store, prefix: "pg", count: 3, at: now)
-        let folder = try TestSupport.makeFolder("archive").path + "/archive"
-        let error = try await #require(throws: StoreError.self) {
-            try await pruner(harness.store, folder).prune(cutoff: now + 10, dryRun: false, now: { self.now })
-        }
-        #expect(error.description.contains("not yet on PostgreSQL"))
-        #expect(!FileManager.default.fileExists(atPath: folder))
-        await #expect(throws: StoreError.self) { try await harness.store.verifyAuditChain(continuing: AuditVerification.Walker()) }
-        await harness.close()
-    }
-
-    @Test("finished tasks leave with their history; nothing is lost; both chains verify", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("finished tasks leave with their history; nothing is lost; both chains verify", arguments: StoreKind.available)
     func pruneMovesAndVerifies(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         let store = harness.store
@@ -85,7 +71,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("every row archived: new rows continue the chain from the checkpoint", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("every row archived: new rows continue the chain from the checkpoint", arguments: StoreKind.available)
     func everyRowArchived(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "a", count: 20, at: now)
@@ -102,7 +88,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("between two batches, every task left is consistent: a leaving task's archived rows are carried", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("between two batches, every task left is consistent: a leaving task's archived rows are carried", arguments: StoreKind.available)
     func consistentBetweenBatches(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         // Rows 1-100 retries, 101-200 deletes: a batch of 30 leaves 100 tasks half archived.
@@ -133,7 +119,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("an edited, missing or stray archive file is named", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("an edited, missing or stray archive file is named", arguments: StoreKind.available)
     func tamperedArchives(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "t", count: 300, at: now)
@@ -178,7 +164,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("append-only still: rows above the checkpoint cannot be deleted, checkpoints cannot be forged or changed", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("append-only still: rows above the checkpoint cannot be deleted, checkpoints cannot be forged or changed", arguments: StoreKind.available)
     func appendOnly(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "g", count: 30, at: now)
@@ -207,7 +193,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("a task requeued between a batch's plan and its commit stays, consistent", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("a task requeued between a batch's plan and its commit stays, consistent", arguments: StoreKind.available)
     func requeuedMeanwhile(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "r", count: 10, at: now)
@@ -229,7 +215,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("fill and prune, three times: the file stops growing", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("fill and prune, three times: the file stops growing", arguments: StoreKind.available)
     func sizeBounded(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         let folder = try TestSupport.makeFolder("archive").path + "/archive"
@@ -240,6 +226,9 @@ struct ConformanceRetentionTests {
             sizes.append(try #require(try await harness.store.databaseSize()))
             let pruned = try await pruner(harness.store, folder, batchRows: 2_000).prune(cutoff: at + 10, dryRun: false, now: { at })
             #expect(pruned.auditRows == 6_000 && pruned.tasks == 3_000)
+            // PostgreSQL reuses the space of deleted rows once they are vacuumed, as
+            // autovacuum does after a prune (docs/database.md, "Retention"); here at once.
+            if kind == .postgres { try await harness.execute("VACUUM export_tasks, audit_log, audit_archive_carry") }
         }
         let archives = ArchiveVerification.verify(try await harness.store.archiveCheckpoints(), folder: folder)
         #expect(archives.problem == nil)
@@ -252,8 +241,11 @@ struct ConformanceRetentionTests {
         #expect(tasks.count == 9_000)
         #expect(try await harness.scalarInt("SELECT count(*) FROM audit_log") == 0)
         print("retention sizes after each fill (bytes): \(sizes)")
+        // PostgreSQL settles a cycle later: the indexes' pages emptied by the first prune are
+        // reused only after a later vacuum (measured 4.5, 6.1, 6.3 MB: docs/database.md, "Retention").
+        let base = kind == .postgres ? sizes[1] : sizes[0]
         for size in sizes.dropFirst() {
-            #expect(Double(size) <= Double(sizes[0]) * 1.25, "sizes \(sizes)")
+            #expect(Double(size) <= Double(base) * 1.25, "sizes \(sizes)")
         }
         await harness.close()
     }
