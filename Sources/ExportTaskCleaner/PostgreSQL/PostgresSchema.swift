@@ -41,7 +41,7 @@ public enum PostgresSchema {
 
     /// The tables a queue of ours has besides ``versionTable``: found without it, they are
     /// someone else's, and nothing is created beside them.
-    static let queueTables = ["export_tasks", "audit_log", "service_heartbeat"]
+    static let queueTables = ["export_tasks", "audit_log", "service_heartbeat", "audit_archive", "audit_archive_carry"]
 
     /// How long a migration waits for a lock (another service's migration, or a long
     /// transaction holding a table) before it gives up; the service's start then fails and
