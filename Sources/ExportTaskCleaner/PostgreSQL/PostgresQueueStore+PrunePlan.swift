@@ -23,6 +23,11 @@ extension PostgresQueueStore {
         let cutoffText = Timestamp.format(cutoff)
         let finished = TaskState.finished.map { "'\($0.rawValue)'" }.joined(separator: ", ")
         return try await snapshot { connection, logger in
+            // Another host's prune moved the checkpoint past `position` (its rows are gone):
+            // nothing to move from here, rather than a chain that seems broken.
+            if let last = try await Self.lastCheckpoint(connection, logger: logger), last.lastID > position.lastID {
+                return nil
+            }
             var cut = PruneCut(targetRows: targetRows)
             var fetched: [AuditEntry] = []
             let rows = try await connection.query("""

@@ -215,6 +215,37 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
+    @Test("PostgreSQL: two hosts prune at once while a service appends; the chain and the archives stay whole",
+          arguments: StoreKind.available.filter { $0 == .postgres })
+    func concurrentPrunes(kind: StoreKind) async throws {
+        let harness = try await kind.makeHarness()
+        try await RetentionFixture.fillAndDrain(harness.store, prefix: "old", count: 600, at: now)
+        let (other, service) = (try await harness.another(runner: "host-b:1"), try await harness.another(runner: "host-c:1"))
+        let folders = try (0..<2).map { try TestSupport.makeFolder("archive-\($0)").path + "/archive" }
+        async let first = pruner(harness.store, folders[0], batchRows: 100).prune(cutoff: now + 10, dryRun: false, now: { self.now })
+        async let second = pruner(other, folders[1], batchRows: 100).prune(cutoff: now + 10, dryRun: false, now: { self.now })
+        async let appended: Void = RetentionFixture.fillAndDrain(service, prefix: "new", count: 200, at: now + 7_200, batch: 20)
+        let (a, b) = (try await first, try await second)
+        try await appended
+        print("two hosts pruning: \(a.files.count) and \(b.files.count) files committed")
+        #expect(a.auditRows + b.auditRows == 1_200 && a.tasks + b.tasks == 600)
+        // Each host holds the batches it committed: together, one archive that verifies.
+        let whole = try TestSupport.makeFolder("archive-whole").path
+        for folder in folders {
+            for name in ArchiveFiles.list(folder) {
+                try FileManager.default.copyItem(atPath: folder + "/" + name, toPath: whole + "/" + name)
+            }
+        }
+        let archives = ArchiveVerification.verify(try await harness.store.archiveCheckpoints(), folder: whole)
+        #expect(archives.problem == nil)
+        #expect(archives.rows == 1_200)
+        let chain = try await harness.store.verifyAuditChain(continuing: archives.walker)
+        #expect(chain.problem == nil)
+        #expect(chain.rows == 1_600)
+        #expect(try await harness.store.checkConsistency().inconsistent == 0)
+        await harness.close()
+    }
+
     @Test("fill and prune, three times: the file stops growing", arguments: StoreKind.available)
     func sizeBounded(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
