@@ -7,7 +7,7 @@ import Testing
 /// Retention on every store (docs/database.md, "Retention"): what leaves the database is in an
 /// archive first, the archives and the database verify as one chain, and every task left is
 /// consistent with its audit rows.
-@Suite("Store conformance: retention")
+@Suite("Store conformance: retention", .serialized)
 struct ConformanceRetentionTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
     let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
