@@ -40,6 +40,16 @@ struct PostgresAuditRows {
         var lease_lost: Int?
     }
 
+    /// The chain's head: the last audit row, else the last checkpoint's (every row archived:
+    /// docs/database.md, "Retention").
+    static let head: PostgresQuery = """
+        SELECT id, hash FROM (
+            (SELECT id, hash, 0 AS k FROM audit_log ORDER BY id DESC LIMIT 1)
+            UNION ALL
+            (SELECT last_id, last_hash, 1 FROM audit_archive ORDER BY seq DESC LIMIT 1)
+        ) head ORDER BY k LIMIT 1
+        """
+
     let runner: String
     private var rows: [Row] = []
 
@@ -63,7 +73,7 @@ struct PostgresAuditRows {
         guard !rows.isEmpty else { return }
         try await connection.query("SELECT pg_advisory_xact_lock(\(Self.lockKey))", logger: logger)
         var (lastID, previous) = (0, AuditChain.genesis)
-        let head = try await connection.query("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", logger: logger)
+        let head = try await connection.query(Self.head, logger: logger)
         for try await (id, hash) in head.decode((Int, String).self) { (lastID, previous) = (id, hash) }
         // Another tool may have written any ID: room is checked, not assumed.
         guard lastID < Int.max - rows.count else {

@@ -6,12 +6,12 @@ import PostgresNIO
 
 extension PostgresQueueStore {
     /// Every column of `audit_log` in ``AuditChain/columns`` order, then `lease_lost` and `hash`.
-    private static let auditColumns = """
+    static let auditColumns = """
         id, task_id, export_task_id, project_id, attempt, \(PostgresText.timestamp("at")), duration_ms, http_status,
         error_code, error_message, request_id, outcome, delivery, runner, lease_lost, hash
         """
 
-    private typealias AuditRow = (Int, Int?, String, String?, Int?, String, Int?, Int?, String?, String?, String?,
+    typealias AuditRow = (Int, Int?, String, String?, Int?, String, Int?, Int?, String?, String?, String?,
                                   String, String?, String, Int?, String?)
 
     public func auditEntries(_ filter: AuditFilter, _ body: (AuditEntry) throws -> Void) async throws {
@@ -37,9 +37,16 @@ extension PostgresQueueStore {
     }
 
     public func verifyAuditChain(continuing archived: AuditVerification.Walker?) async throws -> AuditVerification {
-        if archived != nil { throw PostgresQueueStore.retentionNotYet }
-        return try await snapshot { connection, logger in
-            var walker = AuditVerification.Walker()
+        try await snapshot { connection, logger in
+            // From the archive's last checkpoint (docs/database.md, "Retention"); `archived`:
+            // a walk of the archives to continue, which must end there.
+            let checkpoint = ChainPosition(try await Self.lastCheckpoint(connection, logger: logger))
+            var walker = archived ?? AuditVerification.Walker(after: checkpoint)
+            if walker.position.lastID != checkpoint.lastID || walker.position.hash != checkpoint.hash {
+                var result = walker.result
+                result.problem = "the archives end at row \(walker.position.lastID), but the database's checkpoint is row \(checkpoint.lastID)"
+                return result
+            }
             let rows = try await connection.query("SELECT \(unescaped: Self.auditColumns) FROM audit_log ORDER BY id", logger: logger)
             for try await row in rows.decode(AuditRow.self) {
                 func number(_ value: Int?) -> AuditChain.Value { value.map { .integer($0) } ?? .null }
@@ -74,13 +81,29 @@ extension PostgresQueueStore {
                 )
                 SELECT t.id, t.export_task_id, t.state, t.attempts,
                     t.lease_token IS NOT NULL AND t.lease_expires_at IS NOT NULL,
-                    coalesce(c.finals, 0), (SELECT outcome FROM audit_log WHERE id = c.last_final), coalesce(c.attempts, 0)
+                    coalesce(c.finals, 0) + coalesce(least(greatest(k.finals, 0), 1000000), 0),
+                    coalesce((SELECT outcome FROM audit_log WHERE id = c.last_final), k.final_outcome),
+                    coalesce(c.attempts, 0), k.attempts,
+                    CASE WHEN k.task_id IS NOT NULL THEN
+                        (SELECT string_agg(DISTINCT a.attempt::text, ',') FROM audit_log a
+                         WHERE a.export_task_id = t.export_task_id AND a.task_id = t.id AND a.attempt IS NOT NULL
+                           AND a.outcome <> 'auth_refused'
+                           AND NOT (a.outcome = 'released' AND a.delivery IS NOT DISTINCT FROM 'not_sent'))
+                    END
                 FROM export_tasks t LEFT JOIN cycle c ON c.task_id = t.id
+                LEFT JOIN audit_archive_carry k ON k.task_id = t.id AND k.export_task_id = t.export_task_id
+                    AND NOT EXISTS (SELECT 1 FROM since WHERE since.task_id = t.id)
                 ORDER BY t.id
                 """), logger: logger)
             var report = ConsistencyReport()
-            for try await (id, exportTaskID, state, attempts, leased, finalRows, finalOutcome, attemptRows)
-                in rows.decode((Int, String, String, Int, Bool, Int, String?, Int).self) {
+            for try await (id, exportTaskID, state, attempts, leased, finalRows, finalOutcome, counted, carried, here)
+                in rows.decode((Int, String, String, Int, Bool, Int, String?, Int, String?, String?).self) {
+                // A task whose cycle began in rows now archived (docs/database.md, "Retention"):
+                // its attempts are those on record here and those the archive carried.
+                var attemptRows = counted
+                if let carried {
+                    attemptRows = PruneCarry.attempts(carried).union(PruneCarry.attempts(here)).count
+                }
                 report.add(taskID: id, exportTaskID: exportTaskID, problem: ConsistencyReport.problem(
                     state: state, attempts: attempts, leased: leased, finalRows: finalRows,
                     finalOutcome: finalOutcome, attemptRows: attemptRows))
@@ -91,7 +114,7 @@ extension PostgresQueueStore {
 
     /// `body` in a read-only REPEATABLE READ transaction on a leased connection; not bounded
     /// by ``callTimeout``: an operator's read of the whole log takes as long as the log.
-    private func snapshot<T>(_ body: (PostgresConnection, Logger) async throws -> T) async throws -> T {
+    func snapshot<T>(_ body: (PostgresConnection, Logger) async throws -> T) async throws -> T {
         let logger = logger
         do {
             return try await client.withConnection { connection in

@@ -132,7 +132,7 @@ extension PostgresQueueStore {
 
     private static func auditHead(_ connection: PostgresConnection, logger: Logger) async throws -> QueueStatus.AuditHead? {
         var head: QueueStatus.AuditHead?
-        let rows = try await connection.query("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1", logger: logger)
+        let rows = try await connection.query(PostgresAuditRows.head, logger: logger)
         for try await (id, hash) in rows.decode((Int, String?).self) { head = .init(id: id, hash: hash) }
         return head
     }

@@ -15,10 +15,11 @@
 ///   count another tool set huge is read bounded, as on SQLite, rather than refused.
 /// - `audit_log.hash` is NOT NULL where SQLite needs a trigger for it; a duplicate `id` is
 ///   refused by the primary key (SQLite's `INSERT OR REPLACE` trigger has no counterpart:
-///   `ON CONFLICT DO UPDATE` fires the UPDATE trigger). UPDATE, DELETE and TRUNCATE of
-///   `audit_log` are refused by triggers, for the owner too. What they cannot stop: the owner
-///   or a superuser dropping or disabling them first (`audit --verify` shows the edit), and
-///   a superuser's `session_replication_role = replica`.
+///   `ON CONFLICT DO UPDATE` fires the UPDATE trigger). UPDATE and TRUNCATE of
+///   `audit_log` are refused by triggers, for the owner too, and DELETE of any row above the
+///   archive's last checkpoint (version 3; docs/database.md, "Retention"). What they cannot
+///   stop: the owner or a superuser dropping or disabling them first (`audit --verify` shows
+///   the edit), and a superuser's `session_replication_role = replica`.
 /// - An INSERT into `export_tasks` notifies ``notificationChannel`` at commit (one
 ///   notification per transaction and schema: PostgreSQL folds equal ones), with the table's
 ///   schema as the payload, so that a service LISTENing wakes up at once and one on another
@@ -41,7 +42,7 @@ public enum PostgresSchema {
 
     /// The tables a queue of ours has besides ``versionTable``: found without it, they are
     /// someone else's, and nothing is created beside them.
-    static let queueTables = ["export_tasks", "audit_log", "service_heartbeat"]
+    static let queueTables = ["export_tasks", "audit_log", "service_heartbeat", "audit_archive", "audit_archive_carry"]
 
     /// How long a migration waits for a lock (another service's migration, or a long
     /// transaction holding a table) before it gives up; the service's start then fails and
@@ -167,6 +168,7 @@ public enum PostgresSchema {
                  'auth_refused', 'invalid', 'requeued', 'queued', 'lease_expired', 'released'))
             """,
         ],
+        retention,
     ]
 
     /// The schema version this release writes.

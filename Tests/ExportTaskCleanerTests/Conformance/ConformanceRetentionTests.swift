@@ -6,8 +6,8 @@ import Testing
 
 /// Retention on every store (docs/database.md, "Retention"): what leaves the database is in an
 /// archive first, the archives and the database verify as one chain, and every task left is
-/// consistent with its audit rows. PostgreSQL refuses it for now, and says so.
-@Suite("Store conformance: retention")
+/// consistent with its audit rows.
+@Suite("Store conformance: retention", .serialized)
 struct ConformanceRetentionTests {
     let now = Date(timeIntervalSince1970: 1_800_000_000)
     let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
@@ -20,21 +20,7 @@ struct ConformanceRetentionTests {
         try await harness.textRows(sql).compactMap { $0[0].flatMap { Int($0) } }
     }
 
-    @Test("PostgreSQL: prune and archive verification say they are not there yet", arguments: StoreKind.available.filter { $0 == .postgres })
-    func notYetOnPostgres(kind: StoreKind) async throws {
-        let harness = try await kind.makeHarness()
-        try await RetentionFixture.fillAndDrain(harness.store, prefix: "pg", count: 3, at: now)
-        let folder = try TestSupport.makeFolder("archive").path + "/archive"
-        let error = try await #require(throws: StoreError.self) {
-            try await pruner(harness.store, folder).prune(cutoff: now + 10, dryRun: false, now: { self.now })
-        }
-        #expect(error.description.contains("not yet on PostgreSQL"))
-        #expect(!FileManager.default.fileExists(atPath: folder))
-        await #expect(throws: StoreError.self) { try await harness.store.verifyAuditChain(continuing: AuditVerification.Walker()) }
-        await harness.close()
-    }
-
-    @Test("finished tasks leave with their history; nothing is lost; both chains verify", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("finished tasks leave with their history; nothing is lost; both chains verify", arguments: StoreKind.available)
     func pruneMovesAndVerifies(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         let store = harness.store
@@ -85,7 +71,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("every row archived: new rows continue the chain from the checkpoint", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("every row archived: new rows continue the chain from the checkpoint", arguments: StoreKind.available)
     func everyRowArchived(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "a", count: 20, at: now)
@@ -102,7 +88,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("between two batches, every task left is consistent: a leaving task's archived rows are carried", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("between two batches, every task left is consistent: a leaving task's archived rows are carried", arguments: StoreKind.available)
     func consistentBetweenBatches(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         // Rows 1-100 retries, 101-200 deletes: a batch of 30 leaves 100 tasks half archived.
@@ -133,7 +119,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("an edited, missing or stray archive file is named", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("an edited, missing or stray archive file is named", arguments: StoreKind.available)
     func tamperedArchives(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "t", count: 300, at: now)
@@ -178,7 +164,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("append-only still: rows above the checkpoint cannot be deleted, checkpoints cannot be forged or changed", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("append-only still: rows above the checkpoint cannot be deleted, checkpoints cannot be forged or changed", arguments: StoreKind.available)
     func appendOnly(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "g", count: 30, at: now)
@@ -207,7 +193,7 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("a task requeued between a batch's plan and its commit stays, consistent", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("a task requeued between a batch's plan and its commit stays, consistent", arguments: StoreKind.available)
     func requeuedMeanwhile(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         try await RetentionFixture.fillAndDrain(harness.store, prefix: "r", count: 10, at: now)
@@ -229,7 +215,39 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
-    @Test("fill and prune, three times: the file stops growing", arguments: StoreKind.available.filter { $0 == .sqlite })
+    @Test("PostgreSQL: two hosts prune at once while a service appends; the chain and the archives stay whole",
+          arguments: StoreKind.available.filter { $0 == .postgres })
+    func concurrentPrunes(kind: StoreKind) async throws {
+        let harness = try await kind.makeHarness()
+        try await RetentionFixture.fillAndDrain(harness.store, prefix: "old", count: 600, at: now)
+        // Host A's store also appends, as its service would: one more pool is enough.
+        let other = try await harness.another(runner: "host-b:1")
+        let folders = try (0..<2).map { try TestSupport.makeFolder("archive-\($0)").path + "/archive" }
+        async let first = pruner(harness.store, folders[0], batchRows: 100).prune(cutoff: now + 10, dryRun: false, now: { self.now })
+        async let second = pruner(other, folders[1], batchRows: 100).prune(cutoff: now + 10, dryRun: false, now: { self.now })
+        async let appended: Void = RetentionFixture.fillAndDrain(harness.store, prefix: "new", count: 200, at: now + 7_200, batch: 20)
+        let (a, b) = (try await first, try await second)
+        try await appended
+        print("two hosts pruning: \(a.files.count) and \(b.files.count) files committed")
+        #expect(a.auditRows + b.auditRows == 1_200 && a.tasks + b.tasks == 600)
+        // Each host holds the batches it committed: together, one archive that verifies.
+        let whole = try TestSupport.makeFolder("archive-whole").path
+        for folder in folders {
+            for name in ArchiveFiles.list(folder) {
+                try FileManager.default.copyItem(atPath: folder + "/" + name, toPath: whole + "/" + name)
+            }
+        }
+        let archives = ArchiveVerification.verify(try await harness.store.archiveCheckpoints(), folder: whole)
+        #expect(archives.problem == nil)
+        #expect(archives.rows == 1_200)
+        let chain = try await harness.store.verifyAuditChain(continuing: archives.walker)
+        #expect(chain.problem == nil)
+        #expect(chain.rows == 1_600)
+        #expect(try await harness.store.checkConsistency().inconsistent == 0)
+        await harness.close()
+    }
+
+    @Test("fill and prune, three times: the file stops growing", arguments: StoreKind.available)
     func sizeBounded(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
         let folder = try TestSupport.makeFolder("archive").path + "/archive"
@@ -240,6 +258,9 @@ struct ConformanceRetentionTests {
             sizes.append(try #require(try await harness.store.databaseSize()))
             let pruned = try await pruner(harness.store, folder, batchRows: 2_000).prune(cutoff: at + 10, dryRun: false, now: { at })
             #expect(pruned.auditRows == 6_000 && pruned.tasks == 3_000)
+            // PostgreSQL reuses the space of deleted rows once they are vacuumed, as
+            // autovacuum does after a prune (docs/database.md, "Retention"); here at once.
+            if kind == .postgres { try await harness.execute("VACUUM export_tasks, audit_log, audit_archive_carry") }
         }
         let archives = ArchiveVerification.verify(try await harness.store.archiveCheckpoints(), folder: folder)
         #expect(archives.problem == nil)
@@ -252,8 +273,13 @@ struct ConformanceRetentionTests {
         #expect(tasks.count == 9_000)
         #expect(try await harness.scalarInt("SELECT count(*) FROM audit_log") == 0)
         print("retention sizes after each fill (bytes): \(sizes)")
-        for size in sizes.dropFirst() {
-            #expect(Double(size) <= Double(sizes[0]) * 1.25, "sizes \(sizes)")
+        // SQLite's promise. PostgreSQL's depends on vacuum, which cannot reclaim rows while any
+        // transaction in the cluster may still see them (other tests' snapshots, running beside
+        // this one): its sizes are shown, not held (docs/database.md, "Retention").
+        if kind == .sqlite {
+            for size in sizes.dropFirst() {
+                #expect(Double(size) <= Double(sizes[0]) * 1.25, "sizes \(sizes)")
+            }
         }
         await harness.close()
     }

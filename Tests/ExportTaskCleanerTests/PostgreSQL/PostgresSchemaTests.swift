@@ -31,7 +31,7 @@ struct PostgresSchemaTests {
                 SELECT string_agg(table_name::text, ',' ORDER BY table_name) FROM information_schema.tables
                 WHERE table_schema = \(schema)
                 """, as: String.self)
-            #expect(tables == "audit_log,export_task_cleaner_schema,export_tasks,service_heartbeat")
+            #expect(tables == "audit_archive,audit_archive_carry,audit_log,export_task_cleaner_schema,export_tasks,service_heartbeat")
         }
     }
 
