@@ -196,7 +196,8 @@ struct MetadataCredentialsTests {
         await #expect(throws: CleanerError.self) { try await service.run() }
         let line = try #require(harness.logs.lines.first { $0.message == "credentials refused, the local clock is off; requests paused" })
         let offset = try #require(line.metadata["clock_offset_s"].flatMap(Int.init))
-        #expect((-1201 ... -1199).contains(offset))
+        // The Date header counts whole seconds, and a busy machine answers late (-1198 seen).
+        #expect((-1205 ... -1195).contains(offset), "\(offset)")
         #expect(line.metadata["cause"]?.contains("s behind the server's (signatures are refused beyond 15 minutes)") == true)
         #expect(service.statusText(counts: [:]).contains("behind the server's"))
         #expect(harness.simulator.counters.authFailures == 1)
