@@ -64,7 +64,7 @@ struct AuditCommand: AsyncParsableCommand {
             }
             if let archived {
                 for leftover in archived.leftovers {
-                    print("\(leftover): left by an interrupted prune (its rows are still in the database); the next prune removes it")
+                    print("\(TextFormat.printable(leftover)): past the checkpoint and recorded by none (an interrupted prune's, its rows still in the database, or rows this database no longer has); the next prune sets it aside")
                 }
                 if archived.problem == nil {
                     print("archives verified: \(archived.files) files, \(archived.rows) audit rows, \(archived.tasks) tasks")
@@ -113,14 +113,14 @@ struct AuditCommand: AsyncParsableCommand {
                 if let archive {
                     let checkpoints = try await store.archiveCheckpoints()
                     for found in try TaskArchiveSearch.rows(of: task, checkpoints: checkpoints, folder: archive) {
-                        Console.error("\(IDList.quoted(task)): \(found.rows.count) audit row\(found.rows.count == 1 ? "" : "s") archived at \(found.checkpoint.archivedAt) in \(archive)/\(found.checkpoint.file)")
+                        Console.error("\(IDList.quoted(task)): \(found.rows.count) audit row\(found.rows.count == 1 ? "" : "s") archived at \(TextFormat.printable(found.checkpoint.archivedAt)) in \(TextFormat.printable(archive + "/" + found.checkpoint.file))")
                         for entry in found.rows where filter.matches(entry) {
                             output.write(try writer.row(entry, first: first))
                             first = false
                         }
                     }
                 } else if let last = try await store.lastArchiveCheckpoint() {
-                    Console.error("audit rows 1 to \(last.lastID) were archived (the last of them at \(last.archivedAt)) to \(last.sequence) files; `audit --task ID --archive DIR` reads them too")
+                    Console.error("audit rows 1 to \(last.lastID) were archived (the last of them at \(TextFormat.printable(last.archivedAt))) to \(last.sequence) files; `audit --task ID --archive DIR` reads them too")
                 }
             }
             try await store.auditEntries(filter) { entry in

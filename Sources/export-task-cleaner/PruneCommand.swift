@@ -57,7 +57,7 @@ struct PruneCommand: AsyncParsableCommand {
             throw CleanerError.runtime("prune: \(busy.description); try again when it has finished")
         }
         for leftover in summary.leftoversRemoved {
-            print("removed \(leftover): left by an interrupted prune, its rows still in the database")
+            print("set aside \(TextFormat.printable(leftover)): no checkpoint records it (an interrupted prune's, or rows this database no longer has)")
         }
         let what = "\(summary.auditRows) audit rows" + (summary.firstID.map { " (rows \($0) to \(summary.lastID ?? $0))" } ?? "")
             + " and \(summary.tasks) tasks finished before \(Timestamp.format(cutoff))"

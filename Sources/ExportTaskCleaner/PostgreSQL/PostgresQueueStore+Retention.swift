@@ -87,7 +87,8 @@ extension PostgresQueueStore {
                     DELETE FROM export_tasks t
                     USING jsonb_to_recordset(\(planned)::jsonb) AS p(id bigint, export_task_id text, state text, finished_at text)
                     WHERE t.id = p.id AND t.export_task_id = p.export_task_id AND t.state = p.state
-                      AND t.finished_at IS NOT DISTINCT FROM p.finished_at::timestamptz
+                      -- The plan read finished_at to the millisecond; another tool may write microseconds.
+                      AND date_trunc('milliseconds', t.finished_at) IS NOT DISTINCT FROM p.finished_at::timestamptz
                       AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.export_task_id = t.export_task_id AND a.task_id = t.id)
                     RETURNING t.id
                 ), forgotten AS (

@@ -59,6 +59,8 @@ package enum ArchiveFiles {
             throw Failure(description: "cannot create the archive folder \(path): \(String(cString: strerror(errno)))")
         }
         _ = chmod(path, 0o2770)
+        // The folder's own entry made durable too, before a file in it is trusted with rows.
+        try syncFolder(parent == "." || parent.isEmpty ? "." : parent)
     }
 
     /// Names in the folder that are archives', sorted (chain order).
@@ -67,8 +69,9 @@ package enum ArchiveFiles {
         return names.filter { range(ofName: $0) != nil }.sorted()
     }
 
-    /// Writes `bytes` as `folder/name` durably: a temporary file, fsync, rename, fsync of the
-    /// folder. Returns the file's SHA-256 (hex). Mode 0440: an archive is never changed.
+    /// Writes `bytes` as `folder/name` durably: a temporary file, fsync, a link to its name
+    /// (never replacing a file already there), fsync of the folder. Returns the file's SHA-256
+    /// (hex). Mode 0440: an archive is never changed.
     package static func write(_ bytes: [UInt8], folder: String, name: String) throws(Failure) -> String {
         let final = folder + "/" + name
         let temporary = folder + "/.tmp-" + name
@@ -95,13 +98,31 @@ package enum ArchiveFiles {
             throw error
         }
         close(fd)
-        guard rename(temporary, final) == 0 else {
-            let error = failure("cannot rename to \(name)", temporary)
+        guard link(temporary, final) == 0 else {
+            let error = failure(errno == EEXIST ? "will not replace \(name), already there, with" : "cannot link \(name) to", temporary)
             _ = unlink(temporary)
             throw error
         }
+        _ = unlink(temporary)
         try syncFolder(folder)
         return sha256(bytes)
+    }
+
+    /// Sets a file aside under a hidden name that no listing reads (`.set-aside-NAME`, or with a
+    /// number when that is taken), and syncs the folder: a file past the checkpoint is kept, not
+    /// deleted, since it may hold the only copy of rows (a database restored from a backup older
+    /// than the archive, another queue's folder). Returns the new name, or nil.
+    package static func setAside(folder: String, name: String) -> String? {
+        for attempt in 0..<1_000 {
+            let aside = ".set-aside-" + (attempt == 0 ? "" : "\(attempt)-") + name
+            if link(folder + "/" + name, folder + "/" + aside) == 0 {
+                _ = unlink(folder + "/" + name)
+                try? syncFolder(folder)
+                return aside
+            }
+            guard errno == EEXIST else { return nil }
+        }
+        return nil
     }
 
     /// Removes a file this prune wrote but did not commit (its rows are all still in the

@@ -111,8 +111,11 @@ public struct Pruner: Sendable {
     /// Takes `.prune.lock` in the folder: one prune at a time writes to it.
     private func lockFolder() throws -> Int32 {
         let path = folder + "/.prune.lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o660)
+        // Read only is enough for flock, so a lock file a hand-run prune made under a tighter
+        // umask does not lock the service out; made 0660 all the same.
+        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o660)
         guard fd >= 0 else { throw CleanerError.runtime("prune: cannot open \(path): \(String(cString: strerror(errno)))") }
+        _ = fchmod(fd, 0o660)
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
             throw Busy(description: "another prune is running on \(folder)")
@@ -120,18 +123,22 @@ public struct Pruner: Sendable {
         return fd
     }
 
-    /// Files an interrupted prune wrote but never recorded: past the checkpoint, so every row
-    /// in them is still in the database. Safe under the folder's lock: no other prune is between
+    /// Files no checkpoint records, past the checkpoint: usually an interrupted prune's, whose
+    /// rows are all still in the database, but possibly the only copy of rows (the database
+    /// restored from a backup older than the archive, or the folder another queue's). Set aside
+    /// under a hidden name rather than deleted (docs/operations.md, "Retention"); an unfinished
+    /// temporary file is removed. Safe under the folder's lock: no other prune is between
     /// writing a file and committing it.
     private func removeLeftovers(after lastID: Int) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         var removed: [String] = []
         for name in names.sorted() {
-            let leftover = name.hasPrefix(".tmp-" + ArchiveFiles.prefix)
-                || ArchiveFiles.range(ofName: name).map { $0.first > lastID } == true
-            guard leftover else { continue }
-            ArchiveFiles.remove(folder: folder, name: name)
-            removed.append(name)
+            if name.hasPrefix(".tmp-" + ArchiveFiles.prefix) {
+                ArchiveFiles.remove(folder: folder, name: name)
+                removed.append(name)
+            } else if ArchiveFiles.range(ofName: name).map({ $0.first > lastID }) == true {
+                removed.append(ArchiveFiles.setAside(folder: folder, name: name).map { "\(name) (kept as \($0))" } ?? name)
+            }
         }
         return removed
     }

@@ -12,6 +12,11 @@ public enum TaskArchiveSearch {
     public static func rows(of exportTaskID: String, checkpoints: [ArchiveCheckpoint], folder: String) throws -> [Found] {
         var result: [Found] = []
         for checkpoint in checkpoints {
+            // The name is a database column: only the name export-task-cleaner gives the range
+            // is opened (never `../…`), as `audit --verify --archive` requires too.
+            guard checkpoint.file == ArchiveFiles.name(firstID: checkpoint.firstID, lastID: checkpoint.lastID) else {
+                throw CleanerError.runtime("audit --archive: checkpoint \(checkpoint.sequence) names \(IDList.quoted(checkpoint.file)) for rows \(checkpoint.firstID) to \(checkpoint.lastID): not the name export-task-cleaner gives them")
+            }
             var rows: [AuditEntry] = []
             do {
                 try ArchiveReader.read(checkpoint, folder: folder) { item, _ in
@@ -19,7 +24,7 @@ public enum TaskArchiveSearch {
                     return true
                 }
             } catch {
-                throw CleanerError.runtime("audit --archive: \(error)")
+                throw CleanerError.runtime("audit --archive: \(TextFormat.printable("\(error)"))")
             }
             if !rows.isEmpty { result.append(Found(checkpoint: checkpoint, rows: rows)) }
         }

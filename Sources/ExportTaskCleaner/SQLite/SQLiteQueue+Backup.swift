@@ -85,9 +85,8 @@ extension SQLiteQueue {
             }
             try SQLiteSchema.check(copy)
             let tasks = try copy.scalarInt("SELECT count(*) FROM export_tasks") ?? 0
-            let head = try copy.prepare("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-            defer { head.reset() }
-            let last = try head.step() ? QueueStatus.AuditHead(id: head.int(0), hash: head.optionalString(1)) : nil
+            // Every row archived: the chain's head is the last checkpoint's.
+            let last = try chainHead(copy).map { QueueStatus.AuditHead(id: $0.id, hash: $0.hash) }
             return BackupSummary(path: destination, bytes: fileSize(partial), tasks: tasks, auditHead: last)
         } catch let error as SQLiteError {
             throw CleanerError.runtime("backup: the copy cannot be read back (\(error.message)); nothing was written")

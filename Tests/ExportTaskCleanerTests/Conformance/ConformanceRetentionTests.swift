@@ -88,6 +88,30 @@ struct ConformanceRetentionTests {
         await harness.close()
     }
 
+    @Test("a file past the checkpoint that none records is set aside, never deleted (a database restored from an older backup)",
+          arguments: StoreKind.available)
+    func unrecordedFilesKept(kind: StoreKind) async throws {
+        let harness = try await kind.makeHarness()
+        try await RetentionFixture.fillAndDrain(harness.store, prefix: "a", count: 20, at: now)
+        let folder = try TestSupport.makeFolder("archive").path + "/archive"
+        try ArchiveFiles.prepareFolder(folder)
+        // What a restore leaves: an archive of rows this database no longer has, past its
+        // checkpoint (here: none yet), under the name a new batch would take; and a temporary file.
+        let stranger = ArchiveFiles.name(firstID: 1, lastID: 40)
+        let bytes = Array("rows only this file holds".utf8)
+        try Data(bytes).write(to: URL(fileURLWithPath: folder + "/" + stranger))
+        try Data().write(to: URL(fileURLWithPath: folder + "/.tmp-" + ArchiveFiles.prefix + "x"))
+        let summary = try await pruner(harness.store, folder).prune(cutoff: now + 10, dryRun: false, now: { self.now })
+        #expect(summary.leftoversRemoved.contains("\(stranger) (kept as .set-aside-\(stranger))"), "\(summary.leftoversRemoved)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: folder + "/.set-aside-" + stranger)) == Data(bytes))
+        #expect(!FileManager.default.fileExists(atPath: folder + "/.tmp-" + ArchiveFiles.prefix + "x"))
+        // The prune went on, into a file of its own.
+        #expect(summary.auditRows == 40)
+        let archives = ArchiveVerification.verify(try await harness.store.archiveCheckpoints(), folder: folder)
+        #expect(archives.problem == nil && archives.rows == 40)
+        await harness.close()
+    }
+
     @Test("between two batches, every task left is consistent: a leaving task's archived rows are carried", arguments: StoreKind.available)
     func consistentBetweenBatches(kind: StoreKind) async throws {
         let harness = try await kind.makeHarness()
