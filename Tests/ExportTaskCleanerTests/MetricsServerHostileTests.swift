@@ -41,7 +41,13 @@ struct MetricsServerHostileTests {
             for client in clients {
                 #expect(try await client.closed(within: Self.patience))
             }
-            let answer = try await RawClient.fetch(port: port, request: Self.scrape)
+            // A client sees its connection closed a moment before the endpoint has counted it
+            // gone: on a busy machine the first scrape after may still find every slot taken and
+            // be closed unanswered. Within a few tries (bounded), it is served.
+            var answer = ""
+            for _ in 0..<50 where !answer.hasPrefix("HTTP/1.1 200 OK\r\n") {
+                answer = try await RawClient.fetch(port: port, request: Self.scrape)
+            }
             #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer.prefix(80))")
         } catch {
             await server.shutdown()
