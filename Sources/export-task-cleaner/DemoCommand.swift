@@ -19,19 +19,18 @@ struct DemoCommand: AsyncParsableCommand {
         abstract: "Runs the whole service against the built-in IoTDA simulator on loopback, with a fresh database and no credentials, and prints a summary.",
         discussion: """
             Starts the simulator on 127.0.0.1 (realistic mix of answers: mostly 204, some 404 and 403, a few \
-            429 and 503; 20 ms latency; signatures checked with a made-up key), queues the IDs demo-000001 … \
+            429 and 503; 20 ms latency; signatures checked with a made-up key), queues the IDs demo-000001 and on \
             in a new SQLite database in a temporary folder, sweeps in the finished export tasks older than \
             7 days of the 120 the simulator lists (as the sweep command does), and drains it with the real service. Needs no \
             configuration file and no credentials (--config is accepted, as by every command, but not read: \
             the demo writes its own in the temporary folder). Ctrl-C stops it gracefully; the summary is \
-            printed either way.
-
+            printed either way. \
             With --database, the queue is that database instead: a PostgreSQL URL \
             (postgresql://USER@HOST:PORT/DBNAME?sslmode=MODE, its password from PGPASSWORD or systemd's \
             credential database_password, never from the URL) or a SQLite file's path. It must never have \
             been used: a database holding any task or audit row, or held by a running service, is refused \
             (exit 2), since the demo's audit rows can never be removed. Give it an empty database of its \
-            own (CREATE DATABASE … OWNER your_role).
+            own (CREATE DATABASE name OWNER your_role).
             """)
 
     @OptionGroup var config: ConfigOption
