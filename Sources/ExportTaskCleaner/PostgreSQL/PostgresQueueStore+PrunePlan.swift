@@ -14,8 +14,6 @@ extension PostgresQueueStore {
         var cycleStart: Int?
     }
 
-    private enum Kind { case leaving(Int), stays(cycleStart: Int?), orphan }
-
     /// The next batch after `position`: audit rows in ID order up to a ``PruneCut``, each
     /// checked against the chain as the archive will hold it, and the tasks that leave with
     /// them. One snapshot; nil when nothing can move.
@@ -28,10 +26,10 @@ extension PostgresQueueStore {
             if let last = try await Self.lastCheckpoint(connection, logger: logger), last.lastID > position.lastID {
                 return nil
             }
-            var cut = PruneCut(targetRows: targetRows)
+            var walk = PruneWalk(after: position, targetRows: targetRows)
             var fetched: [AuditEntry] = []
             let rows = try await connection.query("""
-                SELECT \(unescaped: Self.auditColumns) FROM audit_log WHERE id > \(position.lastID) ORDER BY id LIMIT \(cut.targetRows)
+                SELECT \(unescaped: Self.auditColumns) FROM audit_log WHERE id > \(position.lastID) ORDER BY id LIMIT \(walk.targetRows)
                 """, logger: logger)
             for try await row in rows.decode(AuditRow.self) {
                 fetched.append(AuditEntry(
@@ -57,66 +55,17 @@ extension PostgresQueueStore {
                     facts[id] = TaskFacts(exportTaskID: exportTaskID, leaves: leaves, lastRow: last, cycleStart: start)
                 }
             }
-            var kinds: [Int: Kind] = [:]
-            var entries: [AuditEntry] = []
-            var leaving: [Int] = []
-            var previous = position.hash
-            var expectedID = position.lastID &+ 1
             for entry in fetched {
-                // The archive must verify: a row that breaks the chain as the archive would
-                // hold it is not moved, and nothing after it.
-                guard entry.id == expectedID, let hash = entry.hash,
-                      AuditChain.hash(previous: previous, values: AuditChain.values(of: entry)) == hash else {
-                    throw CleanerError.runtime(
-                        "prune: audit row \(entry.id) does not continue the chain from row \(position.lastID); nothing from it on was archived (see `audit --verify`)")
+                let more = try walk.feed(entry) { entry, taskID in
+                    guard let task = facts[taskID], task.exportTaskID == entry.exportTaskID else { return .orphan }
+                    return task.leaves ? .leaving(lastRow: task.lastRow ?? entry.id) : .stays(cycleStart: task.cycleStart)
                 }
-                previous = hash
-                expectedID = entry.id &+ 1
-                let kind: Kind
-                if let taskID = entry.taskID, let known = kinds[taskID] {
-                    kind = known
-                } else if let taskID = entry.taskID {
-                    if let task = facts[taskID], task.exportTaskID == entry.exportTaskID {
-                        kind = task.leaves ? .leaving(task.lastRow ?? entry.id) : .stays(cycleStart: task.cycleStart)
-                        if task.leaves { leaving.append(taskID) }
-                    } else {
-                        kind = .orphan
-                    }
-                    kinds[taskID] = kind
-                } else {
-                    kind = .orphan
-                }
-                let row: PruneCut.Row = switch kind {
-                case .leaving: .leaving
-                case .orphan: .orphan
-                case .stays(let start): start.map { entry.id < $0 } == true ? .earlierCycle : .held
-                }
-                if cut.feed(id: entry.id, row) == .stop {
-                    if row != .held, cut.cut == entry.id { entries.append(entry) }
-                    break
-                }
-                entries.append(entry)
+                if !more { break }
             }
-            guard let end = cut.cut else {
-                return cut.heldAt.map { PrunePlan(after: position, entries: [], tasks: [], heldAt: $0) }
-            }
-            entries.removeAll { $0.id > end }
-            var done: [Int] = []
-            var carries: [Int: PruneCarry] = [:]
-            for id in leaving {
-                guard case .leaving(let last) = kinds[id] else { continue }
-                if last <= end {
-                    done.append(id)
-                } else if let first = entries.first(where: { $0.taskID == id }) {
-                    carries[id] = PruneCarry(taskID: id, exportTaskID: first.exportTaskID)
-                }
-            }
-            for entry in entries {
-                if let id = entry.taskID, carries[id] != nil { carries[id]?.add(entry) }
-            }
-            let archived = try await Self.archivedTasks(connection, ids: done, logger: logger)
-            return PrunePlan(after: position, entries: entries, tasks: done.compactMap { archived[$0] },
-                             carries: carries.values.sorted { $0.taskID < $1.taskID }, heldAt: cut.heldAt)
+            guard let finished = walk.finish() else { return nil }
+            let archived = try await Self.archivedTasks(connection, ids: finished.leavingWhole, logger: logger)
+            return PrunePlan(after: position, entries: finished.entries, tasks: finished.leavingWhole.compactMap { archived[$0] },
+                             carries: finished.carries, heldAt: finished.heldAt)
         }
     }
 

@@ -53,7 +53,7 @@ extension SQLiteQueue {
         let finished = TaskState.finished.map { "'\($0.rawValue)'" }.joined(separator: ", ")
         return try withConnection { db in
             try db.readTransaction {
-                var cut = PruneCut(targetRows: targetRows)
+                var walk = PruneWalk(after: position, targetRows: targetRows)
                 let rows = try db.prepare("""
                     SELECT id, task_id, export_task_id, project_id, attempt, at, duration_ms, http_status,
                         error_code, error_message, request_id, outcome, delivery, runner, lease_lost IS NOT NULL, hash
@@ -67,14 +67,8 @@ extension SQLiteQueue {
                 let lastRow = try db.prepare("SELECT max(id) FROM audit_log WHERE export_task_id = ?1 AND task_id = ?2")
                 let cycleStart = try db.prepare(
                     "SELECT max(id) FROM audit_log WHERE export_task_id = ?1 AND task_id = ?2 AND outcome = 'requeued'")
-                enum Kind { case leaving(Int), stays(cycleStart: Int?), orphan }
-                var kinds: [Int: Kind] = [:]
-                var entries: [AuditEntry] = []
-                var leaving: [Int] = []
-                var previous = position.hash
-                var expectedID = position.lastID &+ 1
                 rows.bind(position.lastID, at: 1)
-                rows.bind(cut.targetRows, at: 2)
+                rows.bind(walk.targetRows, at: 2)
                 while try rows.step() {
                     let entry = AuditEntry(
                         id: rows.int(0), taskID: rows.optionalInt(1), exportTaskID: rows.string(2),
@@ -84,69 +78,28 @@ extension SQLiteQueue {
                         requestID: rows.optionalString(10), outcome: rows.string(11),
                         delivery: rows.optionalString(12), runner: rows.string(13),
                         leaseLost: rows.int(14) != 0, hash: rows.optionalString(15))
-                    // The archive must verify: a row that breaks the chain as the archive would
-                    // hold it is not moved, and nothing after it.
-                    guard entry.id == expectedID, let hash = entry.hash,
-                          AuditChain.hash(previous: previous, values: AuditChain.values(of: entry)) == hash else {
-                        throw CleanerError.runtime(
-                            "prune: audit row \(entry.id) does not continue the chain from row \(position.lastID); nothing from it on was archived (see `audit --verify`)")
-                    }
-                    previous = hash
-                    expectedID = entry.id &+ 1
-                    let kind: Kind
-                    if let taskID = entry.taskID, let known = kinds[taskID] {
-                        kind = known
-                    } else if let taskID = entry.taskID {
+                    let more = try walk.feed(entry) { entry, taskID in
                         taskRow.bind(taskID, at: 1)
                         taskRow.bind(cutoffText, at: 2)
-                        if try taskRow.step(), taskRow.string(0) == entry.exportTaskID {
-                            let leaves = taskRow.int(1) != 0
+                        guard try taskRow.step(), taskRow.string(0) == entry.exportTaskID else {
                             taskRow.reset()
-                            let lookup = leaves ? lastRow : cycleStart
-                            lookup.bind(entry.exportTaskID, at: 1)
-                            lookup.bind(taskID, at: 2)
-                            let found = try lookup.step() ? lookup.optionalInt(0) : nil
-                            lookup.reset()
-                            kind = leaves ? .leaving(found ?? entry.id) : .stays(cycleStart: found)
-                            if leaves { leaving.append(taskID) }
-                        } else {
-                            taskRow.reset()
-                            kind = .orphan
+                            return .orphan
                         }
-                        kinds[taskID] = kind
-                    } else {
-                        kind = .orphan
+                        let leaves = taskRow.int(1) != 0
+                        taskRow.reset()
+                        let lookup = leaves ? lastRow : cycleStart
+                        lookup.bind(entry.exportTaskID, at: 1)
+                        lookup.bind(taskID, at: 2)
+                        let found = try lookup.step() ? lookup.optionalInt(0) : nil
+                        lookup.reset()
+                        return leaves ? .leaving(lastRow: found ?? entry.id) : .stays(cycleStart: found)
                     }
-                    let row: PruneCut.Row = switch kind {
-                    case .leaving: .leaving
-                    case .orphan: .orphan
-                    case .stays(let start): start.map { entry.id < $0 } == true ? .earlierCycle : .held
-                    }
-                    if cut.feed(id: entry.id, row) == .stop {
-                        if row != .held, cut.cut == entry.id { entries.append(entry) }
-                        break
-                    }
-                    entries.append(entry)
+                    if !more { break }
                 }
-                guard let end = cut.cut else {
-                    return cut.heldAt.map { PrunePlan(after: position, entries: [], tasks: [], heldAt: $0) }
-                }
-                entries.removeAll { $0.id > end }
-                var tasks: [ArchivedTask] = []
-                var carries: [Int: PruneCarry] = [:]
-                for id in leaving {
-                    guard case .leaving(let last) = kinds[id] else { continue }
-                    if last <= end {
-                        if let task = try Self.archivedTask(db, id: id) { tasks.append(task) }
-                    } else if let first = entries.first(where: { $0.taskID == id }) {
-                        carries[id] = PruneCarry(taskID: id, exportTaskID: first.exportTaskID)
-                    }
-                }
-                for entry in entries {
-                    if let id = entry.taskID, carries[id] != nil { carries[id]?.add(entry) }
-                }
-                return PrunePlan(after: position, entries: entries, tasks: tasks,
-                                 carries: carries.values.sorted { $0.taskID < $1.taskID }, heldAt: cut.heldAt)
+                guard let finished = walk.finish() else { return nil }
+                let tasks = try finished.leavingWhole.compactMap { try Self.archivedTask(db, id: $0) }
+                return PrunePlan(after: position, entries: finished.entries, tasks: tasks, carries: finished.carries,
+                                 heldAt: finished.heldAt)
             }
         }
     }
